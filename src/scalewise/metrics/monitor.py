@@ -1,0 +1,180 @@
+"""The monitor: one worker's recorder plus the background work around it.
+
+Background work (never on the request path): sampling CPU/RSS/fds once a second, probing
+event-loop lag, closing idle intervals, and publishing this worker's state for its siblings.
+ASGI apps run it as an asyncio task started on the first request or at lifespan startup;
+WSGI apps run it on a daemon thread. Reads (``/metrics``, ``/health/scaling``) merge this
+worker's live state with its siblings' published files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scalewise.clock import Clock
+from scalewise.metrics.process import (
+    ContainerLimits,
+    InstanceProfile,
+    LoopLagMonitor,
+    ProcessSampler,
+    instance_profile,
+    read_container_limits,
+)
+from scalewise.metrics.recorder import Recorder
+from scalewise.metrics.series import SeriesTable
+from scalewise.metrics.shared import WorkerFiles, resolve_directory
+from scalewise.metrics.windows import IntervalSnapshot
+from scalewise.options import MetricsOptions
+
+logger = logging.getLogger("scalewise")
+SAMPLE_EVERY = 1.0
+
+
+@dataclass(slots=True)
+class FleetView:
+    """Merged figures of every worker this process can see."""
+
+    series: SeriesTable
+    snapshots: list[IntervalSnapshot]
+    gauges: list[dict[str, float]]
+    inflight: int
+    workers: list[int]
+    started: float
+    now: float
+    dead_workers: list[int] = field(default_factory=list)
+
+
+class Monitor:
+    """Owns a :class:`Recorder` and keeps it fed with process stats and peers' figures."""
+
+    def __init__(self, options: MetricsOptions | None = None, clock: Clock | None = None,
+                 limits: ContainerLimits | None = None) -> None:
+        self.options = options or MetricsOptions()
+        self.recorder = Recorder(self.options, clock=clock)
+        self.limits = limits or read_container_limits()
+        self.profile: InstanceProfile = instance_profile(self.limits)
+        self.sampler = ProcessSampler(limits=self.limits)
+        self.lag = LoopLagMonitor(self.options.loop_lag_interval)
+        self.lock = threading.Lock()
+        self.ready = True
+        self.ready_checks: list[Callable[[], bool]] = []
+        directory = resolve_directory(self.options.multiprocess_dir)
+        self.files = WorkerFiles(directory, self.recorder.worker) if directory else None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_sample = 0.0
+        self._last_flush = 0.0
+        self._last_error = 0.0
+
+    # -- background work -----------------------------------------------------------------
+
+    def ensure_task(self) -> None:
+        """Start the asyncio background task once, on the running loop."""
+        if self._task is None or self._task.done():
+            self.lag.start()
+            self._task = asyncio.get_running_loop().create_task(self._run_async())
+
+    def ensure_thread(self) -> None:
+        """Start the background thread once (WSGI servers have no loop to borrow)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run_thread, name="scalewise-monitor",
+                                            daemon=True)
+            self._thread.start()
+
+    async def _run_async(self) -> None:
+        while True:
+            await asyncio.sleep(min(SAMPLE_EVERY, self.options.flush_interval))
+            self.step(lag=self.lag.max_since_reset())
+
+    def _run_thread(self) -> None:
+        while not self._stop.wait(min(SAMPLE_EVERY, self.options.flush_interval)):
+            with self.lock:
+                self.step(lag=None)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+        self.lag.stop()
+
+    def step(self, lag: float | None) -> None:
+        """One background tick; errors are logged at most once a minute and never raised."""
+        try:
+            now = time.monotonic()
+            if now - self._last_sample >= SAMPLE_EVERY:
+                self._last_sample = now
+                self.recorder.gauges.update(self.sample_gauges(lag))
+            self.recorder.tick()
+            if self.files is not None and now - self._last_flush >= self.options.flush_interval:
+                self._last_flush = now
+                self.files.publish(self.state())
+        except Exception:
+            self.log_error("background tick failed")
+
+    def log_error(self, what: str) -> None:
+        self.recorder.count("internal_errors")
+        now = time.monotonic()
+        if now - self._last_error >= 60.0:
+            self._last_error = now
+            logger.exception("scalewise: %s (app unaffected; next report in 60 s)", what)
+
+    def sample_gauges(self, lag: float | None) -> dict[str, float]:
+        stats = self.sampler.sample()
+        gauges = {
+            "cpu_percent": stats.cpu_percent,
+            "cpu_seconds": stats.cpu_seconds,
+            "rss_bytes": float(stats.rss_bytes),
+            "memory_percent_of_limit": stats.memory_percent_of_limit,
+            "inflight": float(self.recorder.inflight),
+        }
+        if stats.open_fds is not None:
+            gauges["open_fds"] = float(stats.open_fds)
+        if lag is not None:
+            gauges["loop_lag_seconds"] = lag
+        return gauges
+
+    # -- state for siblings and readers ----------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """This worker's figures as JSON-ready data (what siblings read)."""
+        rec = self.recorder
+        return {
+            "worker": rec.worker,
+            "started": rec.started_at,
+            "updated": rec.now(),
+            "inflight": rec.inflight,
+            "gauges": dict(rec.gauges),
+            "series": rec.table.to_dict(),
+            "snapshots": [s.to_dict() for s in rec.recent(self.options.history)],
+        }
+
+    def fleet(self) -> FleetView:
+        """Merge this worker's live figures with every sibling's last published state."""
+        rec = self.recorder
+        now = rec.now()
+        tables = [rec.table]
+        snapshots = rec.windows.recent(self.options.history, now, rec.gauges)
+        gauges = [dict(rec.gauges)]
+        workers, dead = [rec.worker], []
+        inflight, started = rec.inflight, rec.started_at
+        for peer in self.files.peers() if self.files is not None else ():
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                tables.append(SeriesTable.from_dict(peer.data["series"]))
+                snapshots.extend(IntervalSnapshot.from_dict(s) for s in peer.data["snapshots"])
+                started = min(started, float(peer.data["started"]))
+                if peer.alive:
+                    workers.append(peer.worker)
+                    inflight += int(peer.data["inflight"])
+                    gauges.append({k: float(v) for k, v in peer.data["gauges"].items()})
+                else:
+                    dead.append(peer.worker)
+        series = SeriesTable.merged(tables) or rec.table
+        return FleetView(series, snapshots, gauges, inflight, sorted(workers), started, now, dead)

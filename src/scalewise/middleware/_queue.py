@@ -1,0 +1,36 @@
+"""Request queue time from ``X-Request-Start`` / ``X-Queue-Start``.
+
+Heroku sets ``X-Request-Start: 1700000000123`` (ms), nginx ``t=1700000000.123`` (s, via
+``$msec``), others ``t=1700000000123456`` (µs) or nanoseconds. The unit is recognised by the
+number's magnitude, as Judoscale and New Relic do. Negative results (clock skew between the
+router and this host) count as 0; absurd ones (over an hour) are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+HEADERS: Final = (b"x-request-start", b"x-queue-start")
+MAX_QUEUE: Final = 3600.0
+
+
+def parse_request_start(value: bytes | str, now: float) -> float | None:
+    """Seconds the request waited before ``now`` (wall clock), or ``None`` if unparsable."""
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    if text.startswith("t="):
+        text = text[2:]
+    try:
+        stamp = float(text)
+    except ValueError:
+        return None
+    if stamp > 1e17:
+        stamp /= 1e9  # nanoseconds
+    elif stamp > 1e14:
+        stamp /= 1e6  # microseconds
+    elif stamp > 1e11:
+        stamp /= 1e3  # milliseconds
+    waited = now - stamp
+    if waited > MAX_QUEUE or stamp <= 0:
+        return None
+    return max(0.0, waited)

@@ -64,39 +64,67 @@ def render(view: FleetView, limits: ContainerLimits | None = None) -> str:
     """The whole scrape body for every worker in ``view``."""
     table = view.series
     rows = sorted(table.requests.values(), key=lambda s: s.labels)
-    out = _header("scalewise_http_requests_total", "counter",
-                  "HTTP requests finished, by method, route template and status class.")
+    out = _header(
+        "scalewise_http_requests_total",
+        "counter",
+        "HTTP requests finished, by method, route template and status class.",
+    )
     for s in rows:
         labels = list(zip(("method", "route", "status"), s.labels, strict=True))
         out.append(f"scalewise_http_requests_total{_labels(labels)} {s.duration.count}")
-    out += _header("scalewise_http_request_duration_seconds", "histogram",
-                   "Time from request start to the last response byte.")
+    out += _header(
+        "scalewise_http_request_duration_seconds",
+        "histogram",
+        "Time from request start to the last response byte.",
+    )
     for s in rows:
         labels = list(zip(("method", "route", "status"), s.labels, strict=True))
         out += _histogram("scalewise_http_request_duration_seconds", s.duration, labels)
-    out += _header("scalewise_http_time_to_first_byte_seconds", "histogram",
-                   "Time from request start to the first response body bytes.")
+    out += _header(
+        "scalewise_http_time_to_first_byte_seconds",
+        "histogram",
+        "Time from request start to the first response body bytes.",
+    )
     out += _histogram("scalewise_http_time_to_first_byte_seconds", table.ttfb, [])
-    out += _header("scalewise_http_request_queue_seconds", "histogram",
-                   "Time a request waited in the platform router (X-Request-Start).")
+    out += _header(
+        "scalewise_http_request_queue_seconds",
+        "histogram",
+        "Time a request waited in the platform router (X-Request-Start).",
+    )
     out += _histogram("scalewise_http_request_queue_seconds", table.queue_time, [])
     counters = table.counters
     for key, name, help_text in (
         ("exceptions", "scalewise_http_exceptions_total", "Unhandled exceptions (counted as 500)."),
-        ("disconnects", "scalewise_http_client_disconnects_total",
-         "Requests whose client went away before the response completed."),
-        ("route_overflow", "scalewise_route_overflow_total",
-         "Requests labelled __other__ because the route cap was reached."),
-        ("busy_seconds", "scalewise_worker_busy_seconds_total",
-         "Time with at least one request in flight, summed over workers."),
-        ("internal_errors", "scalewise_internal_errors_total",
-         "Failures inside scalewise itself (the app's responses were unaffected)."),
+        (
+            "disconnects",
+            "scalewise_http_client_disconnects_total",
+            "Requests whose client went away before the response completed.",
+        ),
+        (
+            "route_overflow",
+            "scalewise_route_overflow_total",
+            "Requests labelled __other__ because the route cap was reached.",
+        ),
+        (
+            "busy_seconds",
+            "scalewise_worker_busy_seconds_total",
+            "Time with at least one request in flight, summed over workers.",
+        ),
+        (
+            "internal_errors",
+            "scalewise_internal_errors_total",
+            "Failures inside scalewise itself (the app's responses were unaffected).",
+        ),
     ):
         out += _gauge(name, help_text, float(counters.get(key, 0)), kind="counter")
-    out += _gauge("scalewise_http_requests_in_flight", "Requests being served now, all workers.",
-                  float(view.inflight))
-    out += _gauge("scalewise_workers", "Live workers merged into this scrape.",
-                  float(len(view.workers)))
+    out += _gauge(
+        "scalewise_http_requests_in_flight",
+        "Requests being served now, all workers.",
+        float(view.inflight),
+    )
+    out += _gauge(
+        "scalewise_workers", "Live workers merged into this scrape.", float(len(view.workers))
+    )
     out += _process(view.gauges, limits)
     return "\n".join(out) + "\n"
 
@@ -108,21 +136,36 @@ def _sum(gauges: Iterable[dict[str, float]], key: str) -> float | None:
 
 def _process(gauges: list[dict[str, float]], limits: ContainerLimits | None) -> list[str]:
     out: list[str] = []
-    out += _gauge("process_resident_memory_bytes", "Resident memory of all live workers.",
-                  _sum(gauges, "rss_bytes"))
-    out += _gauge("process_cpu_seconds_total", "CPU time of all live workers.",
-                  _sum(gauges, "cpu_seconds"), kind="counter")
-    out += _gauge("process_open_fds", "Open file descriptors of all live workers.",
-                  _sum(gauges, "open_fds"))
+    out += _gauge(
+        "process_resident_memory_bytes",
+        "Resident memory of all live workers.",
+        _sum(gauges, "rss_bytes"),
+    )
+    out += _gauge(
+        "process_cpu_seconds_total",
+        "CPU time of all live workers.",
+        _sum(gauges, "cpu_seconds"),
+        kind="counter",
+    )
+    out += _gauge(
+        "process_open_fds", "Open file descriptors of all live workers.", _sum(gauges, "open_fds")
+    )
     lags = [g["loop_lag_seconds"] for g in gauges if "loop_lag_seconds" in g]
-    out += _gauge("scalewise_event_loop_lag_seconds",
-                  "Worst event-loop lag in the last second, over live workers.",
-                  max(lags) if lags else None)
+    out += _gauge(
+        "scalewise_event_loop_lag_seconds",
+        "Worst event-loop lag in the last second, over live workers.",
+        max(lags) if lags else None,
+    )
     if limits is not None:
-        out += _gauge("scalewise_container_memory_limit_bytes",
-                      "Memory limit of the container (cgroup), or host memory.",
-                      float(limits.memory_limit_effective))
+        out += _gauge(
+            "scalewise_container_memory_limit_bytes",
+            "Memory limit of the container (cgroup), or host memory.",
+            float(limits.memory_limit_effective),
+        )
         cores = limits.cpu_limit_cores if limits.cpu_limit_cores else float(limits.host_cpus)
-        out += _gauge("scalewise_container_cpu_limit_cores",
-                      "CPU limit of the container in cores (cgroup), or host CPUs.", cores)
+        out += _gauge(
+            "scalewise_container_cpu_limit_cores",
+            "CPU limit of the container in cores (cgroup), or host CPUs.",
+            cores,
+        )
     return out

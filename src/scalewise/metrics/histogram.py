@@ -199,7 +199,10 @@ class Histogram:
         if not isinstance(other, Histogram):
             return NotImplemented
         return (list(self.buckets()), self.count, self.max, self.min) == (
-            list(other.buckets()), other.count, other.max, other.min
+            list(other.buckets()),
+            other.count,
+            other.max,
+            other.min,
         ) and math.isclose(self.sum, other.sum, rel_tol=1e-9, abs_tol=1e-12)
 
     __hash__ = None  # type: ignore[assignment]

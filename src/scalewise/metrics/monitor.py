@@ -54,8 +54,12 @@ class FleetView:
 class Monitor:
     """Owns a :class:`Recorder` and keeps it fed with process stats and peers' figures."""
 
-    def __init__(self, options: MetricsOptions | None = None, clock: Clock | None = None,
-                 limits: ContainerLimits | None = None) -> None:
+    def __init__(
+        self,
+        options: MetricsOptions | None = None,
+        clock: Clock | None = None,
+        limits: ContainerLimits | None = None,
+    ) -> None:
         self.options = options or MetricsOptions()
         self.recorder = Recorder(self.options, clock=clock)
         self.limits = limits or read_container_limits()
@@ -85,8 +89,9 @@ class Monitor:
     def ensure_thread(self) -> None:
         """Start the background thread once (WSGI servers have no loop to borrow)."""
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run_thread, name="scalewise-monitor",
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._run_thread, name="scalewise-monitor", daemon=True
+            )
             self._thread.start()
 
     async def _run_async(self) -> None:

@@ -41,15 +41,20 @@ class Recorder:
         1
     """
 
-    def __init__(self, options: MetricsOptions | None = None, clock: Clock | None = None,
-                 worker: int | None = None) -> None:
+    def __init__(
+        self,
+        options: MetricsOptions | None = None,
+        clock: Clock | None = None,
+        worker: int | None = None,
+    ) -> None:
         self.options = options or MetricsOptions()
         self.clock: Clock = clock or SystemClock()
         self.worker = os.getpid() if worker is None else worker
         self._wall_offset = self.clock.wall() - self.clock.monotonic()
         self.started_at = self.clock.wall()
-        self.windows = RollingWindows(self.options.interval, self.options.history,
-                                      now=self.started_at, worker=self.worker)
+        self.windows = RollingWindows(
+            self.options.interval, self.options.history, now=self.started_at, worker=self.worker
+        )
         self.table = SeriesTable(self.options.buckets, self.options.queue_buckets)
         self.inflight = 0
         self.gauges: dict[str, float] = {}
@@ -70,9 +75,17 @@ class Recorder:
         slot.inflight_peak = max(slot.inflight_peak, self.inflight)
         return now
 
-    def finished(self, method: str, route: str, status: int, start: float, end: float,
-                 ttfb: float | None = None, queue: float | None = None,
-                 disconnected: bool = False) -> None:
+    def finished(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        start: float,
+        end: float,
+        ttfb: float | None = None,
+        queue: float | None = None,
+        disconnected: bool = False,
+    ) -> None:
         """A request ended at monotonic ``end``; ``status`` 500 for unhandled exceptions."""
         seconds = end - start
         slot = self._slot(end)
@@ -138,7 +151,7 @@ class Recorder:
         before = len(self.windows.snapshots(closing_end - self.options.interval))
         self.windows.roll(wall, self.gauges, self.inflight)
         if self.snapshot_listeners:
-            for snap in self.windows.snapshots(closing_end - self.options.interval)[before - 1:]:
+            for snap in self.windows.snapshots(closing_end - self.options.interval)[before - 1 :]:
                 for listener in self.snapshot_listeners:
                     listener(snap)
         # Re-anchor wall time so the two clocks cannot drift apart over days.

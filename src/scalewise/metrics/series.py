@@ -79,7 +79,10 @@ class SeriesTable:
         self.queue_time = BucketCounts(queue_bounds)
         self.ttfb = BucketCounts(bounds)
         self.counters: dict[str, float] = {
-            "exceptions": 0, "disconnects": 0, "route_overflow": 0, "busy_seconds": 0.0,
+            "exceptions": 0,
+            "disconnects": 0,
+            "route_overflow": 0,
+            "busy_seconds": 0.0,
             "internal_errors": 0,
         }
 

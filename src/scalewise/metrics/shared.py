@@ -86,7 +86,7 @@ class WorkerFiles:
             if path == self.path:
                 continue
             try:
-                worker = int(path.stem[len(PREFIX):])
+                worker = int(path.stem[len(PREFIX) :])
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue

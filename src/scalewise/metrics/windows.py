@@ -135,8 +135,16 @@ class Slot:
     """
 
     __slots__ = (
-        "busy_seconds", "client_errors", "disconnects", "errors", "inflight_peak",
-        "queue_time", "routes", "seconds", "start", "ttfb",
+        "busy_seconds",
+        "client_errors",
+        "disconnects",
+        "errors",
+        "inflight_peak",
+        "queue_time",
+        "routes",
+        "seconds",
+        "start",
+        "ttfb",
     )
 
     def __init__(self, start: float, seconds: float, inflight: int = 0) -> None:
@@ -168,9 +176,9 @@ class Slot:
             self.client_errors += 1
             stats.client_errors += 1
 
-    def close(self, gauges: Mapping[str, float], worker: int, now: float | None = None) -> (
-        IntervalSnapshot
-    ):
+    def close(
+        self, gauges: Mapping[str, float], worker: int, now: float | None = None
+    ) -> IntervalSnapshot:
         """Freeze into a snapshot; ``now`` shortens a still-open interval (partial view)."""
         seconds = self.seconds if now is None else max(0.0, min(self.seconds, now - self.start))
         routes = {
@@ -282,9 +290,9 @@ def combine(snapshots: Iterable[IntervalSnapshot], seconds: float, covered: floa
     )
 
 
-def route_table(snapshots: Iterable[IntervalSnapshot], covered: float, top: int) -> list[
-    dict[str, Any]
-]:
+def route_table(
+    snapshots: Iterable[IntervalSnapshot], covered: float, top: int
+) -> list[dict[str, Any]]:
     """Per-route figures, busiest first (by total time spent), at most ``top`` rows."""
     merged: dict[str, list[Any]] = {}
     for snap in snapshots:
@@ -298,16 +306,18 @@ def route_table(snapshots: Iterable[IntervalSnapshot], covered: float, top: int)
     table = []
     for name, (requests, errors, client_errors, hist) in rows:
         method, _, route = name.partition(" ")
-        table.append({
-            "method": method,
-            "route": route,
-            "requests": requests,
-            "rps": round(requests / covered, 4) if covered > 0 else 0.0,
-            "error_rate": round(errors / requests, 6) if requests else 0.0,
-            "client_error_rate": round(client_errors / requests, 6) if requests else 0.0,
-            "latency": LatencySummary.of(hist).to_dict(),
-            "time_share": 0.0,
-        })
+        table.append(
+            {
+                "method": method,
+                "route": route,
+                "requests": requests,
+                "rps": round(requests / covered, 4) if covered > 0 else 0.0,
+                "error_rate": round(errors / requests, 6) if requests else 0.0,
+                "client_error_rate": round(client_errors / requests, 6) if requests else 0.0,
+                "latency": LatencySummary.of(hist).to_dict(),
+                "time_share": 0.0,
+            }
+        )
     total = sum(row[3].sum for row in merged.values())
     for entry, (_, row) in zip(table, rows, strict=True):
         entry["time_share"] = round(row[3].sum / total, 4) if total > 0 else 0.0
@@ -326,8 +336,9 @@ class RollingWindows:
         1
     """
 
-    def __init__(self, interval: float = 10.0, history: float = 900.0, now: float = 0.0,
-                 worker: int = 0) -> None:
+    def __init__(
+        self, interval: float = 10.0, history: float = 900.0, now: float = 0.0, worker: int = 0
+    ) -> None:
         self.interval = interval
         self.history = history
         self.worker = worker
@@ -339,8 +350,9 @@ class RollingWindows:
     def _align(self, t: float) -> float:
         return math.floor(t / self.interval) * self.interval
 
-    def slot_for(self, now: float, gauges: Mapping[str, float] | None = None,
-                 inflight: int = 0) -> Slot:
+    def slot_for(
+        self, now: float, gauges: Mapping[str, float] | None = None, inflight: int = 0
+    ) -> Slot:
         """The open slot for time ``now``, closing finished ones first."""
         if now >= self.slot_end:
             self.roll(now, gauges or {}, inflight)
@@ -355,8 +367,11 @@ class RollingWindows:
         first_idle = max(start, next_start - self._ring.maxlen * self.interval)
         t = first_idle
         while t < next_start:
-            self._ring.append(IntervalSnapshot(start=t, seconds=self.interval,
-                                               inflight_peak=inflight, worker=self.worker))
+            self._ring.append(
+                IntervalSnapshot(
+                    start=t, seconds=self.interval, inflight_peak=inflight, worker=self.worker
+                )
+            )
             t += self.interval
         self.current = Slot(next_start, self.interval, inflight)
         self.slot_end = next_start + self.interval
@@ -369,9 +384,9 @@ class RollingWindows:
         """Where a window of ``seconds`` ending in the open slot begins (a slot boundary)."""
         return self._align(now) - seconds
 
-    def recent(self, seconds: float, now: float, gauges: Mapping[str, float] | None = None) -> (
-        list[IntervalSnapshot]
-    ):
+    def recent(
+        self, seconds: float, now: float, gauges: Mapping[str, float] | None = None
+    ) -> list[IntervalSnapshot]:
         """The whole closed slots of the window plus the open slot's partial view."""
         since = self.window_start(seconds, now)
         snaps = [s for s in self._ring if s.start >= since]

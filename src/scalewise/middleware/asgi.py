@@ -43,9 +43,15 @@ class ScalewiseMiddleware:
     ``monitor=`` to share one monitor between several middleware instances.
     """
 
-    def __init__(self, app: ASGIApp, *, options: MetricsOptions | None = None,
-                 monitor: Monitor | None = None, route_resolver: RouteResolver | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        options: MetricsOptions | None = None,
+        monitor: Monitor | None = None,
+        route_resolver: RouteResolver | None = None,
+        **overrides: Any,
+    ) -> None:
         self.app = app
         if monitor is None:
             options = options or MetricsOptions()
@@ -119,8 +125,9 @@ class ScalewiseMiddleware:
                 status = 499  # nginx's "client closed request"
             route = self._route(scope, root_path, status)
             queue = self._queue_time(scope) if self.queue_headers else None
-            self.recorder.finished(scope["method"], route, status, state.start, end,
-                                   state.ttfb, queue, disconnected)
+            self.recorder.finished(
+                scope["method"], route, status, state.start, end, state.ttfb, queue, disconnected
+            )
         except Exception:
             self.monitor.log_error("recording a request failed")
 
@@ -152,13 +159,17 @@ class ScalewiseMiddleware:
         except Exception:
             self.monitor.log_error("serving an endpoint failed")
             status, content_type, body = 500, "text/plain", b"scalewise endpoint failed\n"
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"cache-control", b"no-store")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"cache-control", b"no-store"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

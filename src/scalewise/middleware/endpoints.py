@@ -118,11 +118,12 @@ def scaling_document(monitor: Monitor) -> dict[str, Any]:
         "schema": SCHEMA,
         "timestamp": datetime.fromtimestamp(view.now, UTC).isoformat(),
         "uptime_seconds": round(view.now - view.started, 3),
-        "workers": {"count": len(view.workers), "pids": view.workers,
-                    "exited": view.dead_workers},
+        "workers": {"count": len(view.workers), "pids": view.workers, "exited": view.dead_workers},
         "windows": {name: _window(view, seconds, interval) for name, seconds in WINDOWS},
-        "routes": {"window": "5m", "top": route_table(route_snaps, route_covered,
-                                                      monitor.options.top_routes)},
+        "routes": {
+            "window": "5m",
+            "top": route_table(route_snaps, route_covered, monitor.options.top_routes),
+        },
         "process": _process(view, monitor),
         "instance": monitor.profile.to_dict(),
     }

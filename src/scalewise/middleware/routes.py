@@ -52,7 +52,7 @@ def starlette_route(scope: Mapping[str, Any], root_path: str = "") -> str | None
     path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
-    prefix = str(scope.get("root_path", ""))[len(root_path):]
+    prefix = str(scope.get("root_path", ""))[len(root_path) :]
     if hasattr(route, "routes") or type(route).__name__ == "Mount":
         return (prefix or path) + "/{path}"
     return prefix + path if prefix else path

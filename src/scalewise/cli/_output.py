@@ -1,0 +1,92 @@
+"""The only place the CLI prints: tables and progress on stderr, results on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from scalewise.units import format_duration, format_size
+
+err = Console(stderr=True)
+out = Console()
+
+
+def emit_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def seconds(value: float | None) -> str:
+    return "—" if value is None else format_duration(value)
+
+
+def scaling_tables(doc: dict[str, Any]) -> None:
+    """Render a ``/health/scaling`` document as three tables."""
+    windows = Table(title="Service (all workers)", title_justify="left")
+    for column in (
+        "window",
+        "req",
+        "rps",
+        "err",
+        "p50",
+        "p95",
+        "p99",
+        "conc pk/avg",
+        "busy",
+        "queue p95",
+    ):
+        windows.add_column(column, justify="right", no_wrap=True)
+    for name, w in doc["windows"].items():
+        lat, queue, conc = w["latency"], w["queue_time"], w["concurrency"]
+        windows.add_row(
+            name,
+            str(w["requests"]),
+            f"{w['rps']:.1f}",
+            f"{100 * w['error_rate']:.1f}%",
+            seconds(lat["p50"]),
+            seconds(lat["p95"]),
+            seconds(lat["p99"]),
+            f"{conc['peak']}/{conc['avg']:.1f}",
+            f"{100 * w['busy_ratio']:.0f}%",
+            seconds(queue["p95"]) if queue else "—",
+        )
+    out.print(windows)
+    routes = Table(
+        title=f"Routes (last {doc['routes']['window']}, by time spent)", title_justify="left"
+    )
+    for column in ("route", "req", "rps", "err", "p50", "p95", "p99", "time"):
+        routes.add_column(
+            column, justify="right" if column != "route" else "left", no_wrap=column != "route"
+        )
+    for r in doc["routes"]["top"]:
+        lat = r["latency"]
+        routes.add_row(
+            f"{r['method']} {r['route']}",
+            str(r["requests"]),
+            f"{r['rps']:.1f}",
+            f"{100 * r['error_rate']:.1f}%",
+            seconds(lat["p50"]),
+            seconds(lat["p95"]),
+            seconds(lat["p99"]),
+            f"{100 * r['time_share']:.0f}%",
+        )
+    out.print(routes)
+    p, inst = doc["process"], doc["instance"]
+    rss = "—" if p["rss_bytes"] is None else format_size(p["rss_bytes"])
+    cpu = "—" if p["cpu_percent"] is None else f"{p['cpu_percent']:.0f}%"
+    mem_pct = p["memory_percent_of_limit"]
+    out.print(
+        f"[bold]Process[/]: {doc['workers']['count']} worker(s), CPU {cpu}, RSS {rss} "
+        f"({'—' if mem_pct is None else f'{mem_pct:.1f}%'} of "
+        f"{format_size(p['memory_limit_bytes'])}, {p['memory_limit_source']}), "
+        f"open fds {p['open_fds'] if p['open_fds'] is not None else '—'}, "
+        f"event-loop lag {seconds(p['event_loop_lag_seconds'])}"
+    )
+    out.print(
+        f"[bold]Instance profile[/]: {inst['name']} — {inst['reason']}; suggested "
+        f"max_concurrent={inst['max_concurrent']}, db_pool_size={inst['db_pool_size']}, "
+        f"cache_entries={inst['cache_entries']}"
+    )

@@ -1,0 +1,1 @@
+"""The bundled demo: an instrumented example service and a bounded load against it."""

@@ -117,49 +117,47 @@ class Histogram:
     def quantile(self, q: float) -> float:
         """The value at rank ``q·(n−1)`` within 1 % relative error; 0 when empty.
 
-        Results are clamped to the exact minimum and maximum, so ``quantile(1) == max``.
+        ``quantile(0)`` and ``quantile(1)`` are the exact minimum and maximum; other results
+        are clamped to them, and a rank in the overflow bucket (over 1 h) reports the maximum.
         """
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"a quantile is between 0 and 1, got {q!r}")
-        if self.count == 0:
-            return 0.0
-        rank = q * (self.count - 1)
-        seen = 0
-        for index, n in enumerate(self._counts, self._lo):
-            seen += n
-            if seen > rank:
-                return min(max(bucket_value(index), self.min), self.max)
-        return self.max
+        return self.quantiles((q,))[0]
 
     def quantiles(self, qs: Iterable[float]) -> list[float]:
         """Several quantiles in one pass over the buckets."""
         wanted = sorted((q, i) for i, q in enumerate(qs))
-        out = [0.0] * len(wanted)
-        if self.count == 0 or not wanted:
-            return out
         for q, _ in wanted:
             if not 0.0 <= q <= 1.0:
                 raise ValueError(f"a quantile is between 0 and 1, got {q!r}")
-        position, seen = 0, 0
+        out = [0.0] * len(wanted)
+        if self.count == 0 or not wanted:
+            return out
+        position, seen, last = 0, 0, self.count - 1
         for index, n in enumerate(self._counts, self._lo):
             if not n:
                 continue
             seen += n
-            while position < len(wanted) and seen > wanted[position][0] * (self.count - 1):
-                value = min(max(bucket_value(index), self.min), self.max)
-                out[wanted[position][1]] = value
+            while position < len(wanted) and seen > wanted[position][0] * last:
+                q, slot = wanted[position]
+                out[slot] = self._value_at(index, q)
                 position += 1
             if position == len(wanted):
                 break
         return out
 
+    def _value_at(self, index: int, q: float) -> float:
+        if q >= 1.0 or index >= _OVERFLOW:
+            return self.max
+        if q <= 0.0:
+            return self.min
+        return min(max(bucket_value(index), self.min), self.max)
+
     def count_at_most(self, bound: float) -> int:
         """Observations ≤ ``bound``, exact up to the one bucket that straddles it."""
+        if bound < 0:
+            return 0
         total = 0
         for index, n in enumerate(self._counts, self._lo):
-            if n and bucket_upper_bound(index) <= bound * _GAMMA:
-                if bucket_value(index) > bound:
-                    break
+            if n and (index == 0 or bucket_value(index) <= bound):
                 total += n
         return total
 
@@ -236,7 +234,7 @@ class Histogram:
             raise HistogramError("histogram bytes are truncated") from exc
         if version != _FORMAT_VERSION:
             raise HistogramError(f"unknown histogram format version {version}")
-        hist = cls()
+        hist = Histogram()
         position, index, seen = _HEADER.size, -1, 0
         try:
             while position < len(data):
@@ -250,7 +248,7 @@ class Histogram:
         if seen != count:
             raise HistogramError(f"histogram bytes hold {seen} samples, header says {count}")
         hist.count, hist.sum, hist.min, hist.max = count, total, low, high
-        return hist
+        return hist.freeze() if issubclass(cls, FrozenHistogram) else hist
 
     def to_text(self) -> str:
         """:meth:`to_bytes` as URL-safe base64, for JSON payloads."""

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,22 +71,37 @@ class Monitor:
         self.lock = threading.Lock()
         self.ready = True
         self.ready_checks: list[Callable[[], bool]] = []
-        directory = resolve_directory(self.options.multiprocess_dir)
-        self.files = WorkerFiles(directory, self.recorder.worker) if directory else None
-        self._task: asyncio.Task[None] | None = None
+        self.files: WorkerFiles | None = None
+        self._open_files()
+        # gunicorn --preload builds the app (and this monitor) in the master, then forks:
+        # each child must start its own figures under its own pid.
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (m := ref()) and m._after_fork())
+        self.task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_sample = 0.0
         self._last_flush = 0.0
         self._last_error = 0.0
 
+    def _open_files(self) -> None:
+        directory = resolve_directory(self.options.multiprocess_dir)
+        self.files = WorkerFiles(directory, self.recorder.worker) if directory else None
+
+    def _after_fork(self) -> None:
+        self.recorder.reset(os.getpid())  # in place: the middleware holds this object
+        self.task, self._thread = None, None
+        self._stop = threading.Event()
+        self.sampler = ProcessSampler(limits=self.limits)
+        self._open_files()
+
     # -- background work -----------------------------------------------------------------
 
     def ensure_task(self) -> None:
         """Start the asyncio background task once, on the running loop."""
-        if self._task is None or self._task.done():
+        if self.task is None or self.task.done():
             self.lag.start()
-            self._task = asyncio.get_running_loop().create_task(self._run_async())
+            self.task = asyncio.get_running_loop().create_task(self._run_async())
 
     def ensure_thread(self) -> None:
         """Start the background thread once (WSGI servers have no loop to borrow)."""
@@ -106,8 +123,8 @@ class Monitor:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
+        if self.task is not None:
+            self.task.cancel()
         self.lag.stop()
 
     def step(self, lag: float | None) -> None:

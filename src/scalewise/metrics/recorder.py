@@ -63,15 +63,19 @@ class Recorder:
         self._busy_since = 0.0
         self._max_routes = self.options.max_routes
 
+    def reset(self, worker: int | None = None) -> None:
+        """Start over with no figures (a forked child must not report its parent's)."""
+        self.__init__(self.options, self.clock, worker)  # type: ignore[misc]
+
     # -- the request path ---------------------------------------------------------------
 
     def started(self) -> float:
         """A request began; returns its monotonic start time."""
         now = self.clock.monotonic()
+        slot = self._slot(now)  # roll first: idle intervals before this request had no peak
         if self.inflight == 0:
             self._busy_since = now
         self.inflight += 1
-        slot = self._slot(now)
         slot.inflight_peak = max(slot.inflight_peak, self.inflight)
         return now
 
@@ -142,18 +146,18 @@ class Recorder:
 
     def _roll(self, wall: float) -> None:
         closing_end = self.windows.slot_end
-        if self.inflight > 0:
+        if self.inflight > 0:  # credit busy time up to the closing slot's end
             boundary = closing_end - self._wall_offset
             busy = max(0.0, boundary - self._busy_since)
             self.windows.current.busy_seconds += busy
             self.table.counters["busy_seconds"] += busy
-            self._busy_since = max(boundary, self._busy_since)
-        before = len(self.windows.snapshots(closing_end - self.options.interval))
-        self.windows.roll(wall, self.gauges, self.inflight)
-        if self.snapshot_listeners:
-            for snap in self.windows.snapshots(closing_end - self.options.interval)[before - 1 :]:
-                for listener in self.snapshot_listeners:
-                    listener(snap)
+        closed = self.windows.roll(wall, self.gauges, self.inflight)
+        if self.inflight > 0:  # idle slots in between were busy throughout (roll set them)
+            self.table.counters["busy_seconds"] += sum(s.busy_seconds for s in closed[1:])
+            self._busy_since = max(self._busy_since, self.windows.current.start - self._wall_offset)
+        for snap in closed:
+            for listener in self.snapshot_listeners:
+                listener(snap)
         # Re-anchor wall time so the two clocks cannot drift apart over days.
         self._wall_offset = self.clock.wall() - self.clock.monotonic()
 

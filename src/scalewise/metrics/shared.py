@@ -38,12 +38,21 @@ def resolve_directory(option: str | None) -> Path | None:
         return None
     if option != "auto":
         return Path(option)
-    is_worker = multiprocessing.parent_process() is not None or (
-        "gunicorn" in sys.modules and os.getppid() != 1
-    )
+    is_worker = multiprocessing.parent_process() is not None or _is_gunicorn_worker()
     if not is_worker:
         return None
     return Path(tempfile.gettempdir()) / f"scalewise-{os.getppid()}"
+
+
+def _is_gunicorn_worker() -> bool:
+    """True in a process forked by a gunicorn master (not the master, not a test run)."""
+    if "gunicorn" not in sys.modules:
+        return False
+    argv0 = sys.argv[0] if sys.argv else ""
+    launched_by_gunicorn = os.path.basename(argv0) == "gunicorn" or argv0.endswith(
+        os.path.join("gunicorn", "__main__.py")
+    )
+    return launched_by_gunicorn and os.getppid() != 1
 
 
 def pid_alive(pid: int) -> bool:
@@ -93,5 +102,6 @@ class WorkerFiles:
             yield PeerState(worker=worker, alive=pid_alive(worker), data=data)
 
     def remove(self) -> None:
+        """Delete this worker's file (tests, one-off processes); workers keep theirs."""
         with contextlib.suppress(OSError):
             self.path.unlink()

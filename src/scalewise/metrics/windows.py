@@ -358,23 +358,36 @@ class RollingWindows:
             self.roll(now, gauges or {}, inflight)
         return self.current
 
-    def roll(self, now: float, gauges: Mapping[str, float], inflight: int = 0) -> None:
-        """Close the open slot (and record empty ones for idle intervals) up to ``now``."""
-        self._ring.append(self.current.close(gauges, self.worker))
+    def roll(
+        self, now: float, gauges: Mapping[str, float], inflight: int = 0
+    ) -> list[IntervalSnapshot]:
+        """Close the open slot (and record empty ones for idle intervals) up to ``now``.
+
+        Returns the snapshots it closed, oldest first. Idle intervals that passed while
+        ``inflight`` requests ran count as busy throughout.
+        """
+        closed = [self.current.close(gauges, self.worker)]
         start = self.slot_end
         next_start = self._align(now)
         # Idle intervals still happened: keep them (empty) so windows and the store see zeros.
         first_idle = max(start, next_start - self._ring.maxlen * self.interval)
         t = first_idle
+        busy = self.interval if inflight > 0 else 0.0
         while t < next_start:
-            self._ring.append(
+            closed.append(
                 IntervalSnapshot(
-                    start=t, seconds=self.interval, inflight_peak=inflight, worker=self.worker
+                    start=t,
+                    seconds=self.interval,
+                    inflight_peak=inflight,
+                    busy_seconds=busy,
+                    worker=self.worker,
                 )
             )
             t += self.interval
+        self._ring.extend(closed)
         self.current = Slot(next_start, self.interval, inflight)
         self.slot_end = next_start + self.interval
+        return closed
 
     def snapshots(self, since: float = -math.inf) -> list[IntervalSnapshot]:
         """Closed snapshots starting at or after ``since``, oldest first."""
@@ -390,7 +403,10 @@ class RollingWindows:
         """The whole closed slots of the window plus the open slot's partial view."""
         since = self.window_start(seconds, now)
         snaps = [s for s in self._ring if s.start >= since]
-        snaps.append(self.current.close(gauges or {}, self.worker, now=now))
+        if self.current.start >= since:
+            # A slot nobody rolled yet (no request, no tick) is over once now passes its end.
+            partial = now if now < self.slot_end else None
+            snaps.append(self.current.close(gauges or {}, self.worker, now=partial))
         return snaps
 
     def covered(self, seconds: float, now: float) -> float:

@@ -16,6 +16,7 @@ from scalewise.metrics.recorder import UNMATCHED_ROUTE
 from scalewise.middleware import endpoints
 from scalewise.middleware._queue import HEADERS as QUEUE_HEADERS
 from scalewise.middleware._queue import parse_request_start
+from scalewise.middleware._setup import build_monitor
 from scalewise.middleware.routes import (
     RouteResolver,
     normalize_path,
@@ -24,8 +25,6 @@ from scalewise.middleware.routes import (
 )
 from scalewise.options import MetricsOptions
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
-
-_perf = time.perf_counter
 
 
 class ScalewiseMiddleware:
@@ -38,9 +37,9 @@ class ScalewiseMiddleware:
         >>> app.add_middleware(ScalewiseMiddleware)               # Starlette / FastAPI
         >>> wrapped = ScalewiseMiddleware(Starlette(), interval=5)  # any ASGI app
 
-    Keyword options are the fields of :class:`~scalewise.options.MetricsOptions`; pass
-    ``options=`` for a whole object (e.g. from ``scalewise.config.load_config()``), and
-    ``monitor=`` to share one monitor between several middleware instances.
+    Keyword options are the fields of :class:`~scalewise.options.MetricsOptions` and win over
+    ``scalewise.yaml`` and ``SCALEWISE_*`` variables, which are read when no ``options=``
+    object is given. Pass ``monitor=`` to share one monitor between several middleware.
     """
 
     def __init__(
@@ -53,15 +52,11 @@ class ScalewiseMiddleware:
         **overrides: Any,
     ) -> None:
         self.app = app
-        if monitor is None:
-            options = options or MetricsOptions()
-            if overrides:
-                options = _with(options, overrides)
-            monitor = Monitor(options)
-        self.monitor = monitor
+        self.monitor = monitor = build_monitor("ScalewiseMiddleware", options, monitor, overrides)
         self.options = monitor.options
         self.recorder = monitor.recorder
         self.resolver = route_resolver or resolver_for(app)
+        self.now = self.recorder.clock.monotonic
         paths = self.options.paths
         self.routes = {
             path: handler
@@ -96,10 +91,10 @@ class ScalewiseMiddleware:
         await self._measure(scope, receive, send)
 
     async def _measure(self, scope: Scope, receive: Receive, send: Send) -> None:
-        recorder = self.recorder
         try:
             self._start_background()
-            start = recorder.started()
+            start = self.recorder.started()
+            queue = self._queue_time(scope) if self.queue_headers else None
         except Exception:
             self.monitor.log_error("recording a request start failed")
             await self.app(scope, receive, send)
@@ -112,19 +107,22 @@ class ScalewiseMiddleware:
             state.failed = True
             raise
         finally:
-            self._finish(scope, state, root_path)
+            self._finish(scope, state, root_path, queue)
 
-    def _finish(self, scope: Scope, state: _Exchange, root_path: str) -> None:
+    def _finish(self, scope: Scope, state: _Exchange, root_path: str, queue: float | None) -> None:
+        end = self.now()
+        status = 500 if state.failed and not state.complete else state.status
+        disconnected = not state.failed and not state.complete
+        if disconnected and not status:
+            status = 499  # nginx's "client closed request"
         try:
-            end = _perf()
-            status = 500 if state.failed and not state.complete else state.status
+            route = self._route(scope, root_path, status)
+        except Exception:
+            self.monitor.log_error("resolving a route template failed")
+            route = UNMATCHED_ROUTE
+        try:
             if state.failed:
                 self.recorder.count("exceptions")
-            disconnected = not state.failed and not state.complete
-            if disconnected and not status:
-                status = 499  # nginx's "client closed request"
-            route = self._route(scope, root_path, status)
-            queue = self._queue_time(scope) if self.queue_headers else None
             self.recorder.finished(
                 scope["method"], route, status, state.start, end, state.ttfb, queue, disconnected
             )
@@ -148,10 +146,12 @@ class ScalewiseMiddleware:
         return None
 
     def _start_background(self) -> None:
-        try:
-            self.monitor.ensure_task()
-        except Exception:
-            self.monitor.log_error("starting the background task failed")
+        task = self.monitor.task
+        if task is None or task.done():
+            try:
+                self.monitor.ensure_task()
+            except Exception:
+                self.monitor.log_error("starting the background task failed")
 
     async def _serve(self, handler: endpoints.Handler, send: Send) -> None:
         try:
@@ -191,7 +191,7 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.body":
             if self.ttfb is None and (message.get("body") or not message.get("more_body")):
-                self.ttfb = _perf() - self.start
+                self.ttfb = self.middleware.now() - self.start
             if not message.get("more_body", False):
                 self.complete = True
         elif kind == "http.response.start":
@@ -202,7 +202,7 @@ class _Exchange:
 
     def _add_timing(self, message: Message) -> None:
         try:
-            elapsed = _perf() - self.start
+            elapsed = self.middleware.now() - self.start
             headers = list(message.get("headers", []))
             options = self.middleware.options
             if options.response_time_header:
@@ -212,15 +212,3 @@ class _Exchange:
             message["headers"] = headers
         except Exception:
             self.middleware.monitor.log_error("adding timing headers failed")
-
-
-def _with(options: MetricsOptions, overrides: dict[str, Any]) -> MetricsOptions:
-    from dataclasses import fields, replace  # noqa: PLC0415 - construction time only
-
-    from scalewise.errors import ConfigError  # noqa: PLC0415
-
-    known = {f.name for f in fields(MetricsOptions)}
-    for name in overrides:
-        if name not in known:
-            raise ConfigError("ScalewiseMiddleware", name, f"one of {', '.join(sorted(known))}")
-    return replace(options, **overrides)

@@ -30,9 +30,12 @@ class _LRU:
         self.data: OrderedDict[tuple[str, str], str | None] = OrderedDict()
 
     def get(self, key: tuple[str, str], compute: Callable[[], str | None]) -> str | None:
-        if key in self.data:
+        try:  # one lookup, safe against another thread evicting the key meanwhile
+            value = self.data[key]
             self.data.move_to_end(key)
-            return self.data[key]
+            return value
+        except KeyError:
+            pass
         value = compute()
         self.data[key] = value
         if len(self.data) > self.size:

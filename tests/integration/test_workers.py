@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -91,6 +93,7 @@ def test_gunicorn_wsgi_workers_show_one_merged_view(tmp_path) -> None:
         server.wait_ready()
         pytest.importorskip("flask")
         check_merged_flask(server.url)
+        kill_one_worker_and_check_counts_survive(server.url)
     finally:
         server.stop()
 
@@ -109,3 +112,24 @@ def check_merged_flask(url: str) -> None:
         time.sleep(0.3)
     assert totals == {REQUESTS}
     assert samples(text, "scalewise_workers")[()] == 2
+
+
+def kill_one_worker_and_check_counts_survive(url: str) -> None:
+    """A worker that dies keeps its counts in the sums: counters never go backwards."""
+    victim = httpx.get(url + "/health", headers={"Connection": "close"}).json()["worker"]
+    os.kill(victim, signal.SIGKILL)  # a worker of the gunicorn we started, by its PID
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            doc = httpx.get(url + "/health/scaling", headers={"Connection": "close"}).json()
+            text = httpx.get(url + "/metrics", headers={"Connection": "close"}).text
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        if victim in doc["workers"]["exited"] and doc["workers"]["count"] == 2:
+            break
+        time.sleep(0.2)
+    assert victim in doc["workers"]["exited"]
+    assert doc["workers"]["count"] == 2  # gunicorn replaced it
+    assert requests_total(text, "/items/<int:item_id>", "2xx") == REQUESTS
+    assert doc["windows"]["1m"]["requests"] == REQUESTS

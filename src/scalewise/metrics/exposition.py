@@ -125,7 +125,7 @@ def render(view: FleetView, limits: ContainerLimits | None = None) -> str:
     out += _gauge(
         "scalewise_workers", "Live workers merged into this scrape.", float(len(view.workers))
     )
-    out += _process(view.gauges, limits)
+    out += _process(view.gauges, limits, view.exited_cpu_seconds)
     return "\n".join(out) + "\n"
 
 
@@ -134,7 +134,9 @@ def _sum(gauges: Iterable[dict[str, float]], key: str) -> float | None:
     return sum(values) if values else None
 
 
-def _process(gauges: list[dict[str, float]], limits: ContainerLimits | None) -> list[str]:
+def _process(
+    gauges: list[dict[str, float]], limits: ContainerLimits | None, exited_cpu_seconds: float = 0.0
+) -> list[str]:
     out: list[str] = []
     out += _gauge(
         "process_resident_memory_bytes",

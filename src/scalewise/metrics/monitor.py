@@ -51,6 +51,8 @@ class FleetView:
     started: float
     now: float
     dead_workers: list[int] = field(default_factory=list)
+    #: CPU seconds of exited workers, so process_cpu_seconds_total never goes backwards.
+    exited_cpu_seconds: float = 0.0
 
 
 class Monitor:
@@ -185,7 +187,7 @@ class Monitor:
         tables = [rec.table]
         snapshots = rec.windows.recent(self.options.history, now, rec.gauges)
         gauges = [dict(rec.gauges)]
-        workers, dead = [rec.worker], []
+        workers, dead, exited_cpu = [rec.worker], [], 0.0
         inflight, started = rec.inflight, rec.started_at
         for peer in self.files.peers() if self.files is not None else ():
             with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -198,5 +200,16 @@ class Monitor:
                     gauges.append({k: float(v) for k, v in peer.data["gauges"].items()})
                 else:
                     dead.append(peer.worker)
+                    exited_cpu += float(peer.data["gauges"].get("cpu_seconds", 0.0))
         series = SeriesTable.merged(tables) or rec.table
-        return FleetView(series, snapshots, gauges, inflight, sorted(workers), started, now, dead)
+        return FleetView(
+            series,
+            snapshots,
+            gauges,
+            inflight,
+            sorted(workers),
+            started,
+            now,
+            sorted(dead),
+            exited_cpu,
+        )

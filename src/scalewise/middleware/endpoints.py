@@ -81,6 +81,17 @@ def _window(view: FleetView, seconds: float, interval: float) -> dict[str, Any]:
     }
 
 
+def _busy_by_worker(view: FleetView, interval: float) -> dict[str, float]:
+    """Each live worker's share of the last minute spent serving (find the hot one)."""
+    since = (view.now // interval) * interval - 60.0
+    covered = max(1e-9, view.now - max(since, view.started))
+    busy: dict[int, float] = dict.fromkeys(view.workers, 0.0)
+    for snap in view.snapshots:
+        if snap.start >= since and snap.worker in busy:
+            busy[snap.worker] += snap.busy_seconds
+    return {str(pid): round(min(1.0, seconds / covered), 4) for pid, seconds in busy.items()}
+
+
 def _process(view: FleetView, monitor: Monitor) -> dict[str, Any]:
     def total(key: str) -> float | None:
         values = [g[key] for g in view.gauges if key in g]
@@ -118,7 +129,12 @@ def scaling_document(monitor: Monitor) -> dict[str, Any]:
         "schema": SCHEMA,
         "timestamp": datetime.fromtimestamp(view.now, UTC).isoformat(),
         "uptime_seconds": round(view.now - view.started, 3),
-        "workers": {"count": len(view.workers), "pids": view.workers, "exited": view.dead_workers},
+        "workers": {
+            "count": len(view.workers),
+            "pids": view.workers,
+            "exited": view.dead_workers,
+            "busy_ratio_1m": _busy_by_worker(view, interval),
+        },
         "windows": {name: _window(view, seconds, interval) for name, seconds in WINDOWS},
         "routes": {
             "window": "5m",

@@ -98,7 +98,9 @@ class Recorder:
             busy = end - self._busy_since
             slot.busy_seconds += busy
             self.table.counters["busy_seconds"] += busy
-        cell = self._series(method, route, status)
+        cell = self.table.requests.get(
+            (method, route, _STATUS_CLASS[status // 100] if 0 <= status < 600 else "5xx")
+        ) or self._series(method, route, status)
         hist = cell.duration
         hist.counts[bisect_left(hist.bounds, seconds)] += 1
         hist.count += 1

@@ -19,9 +19,9 @@ from scalewise.middleware._queue import parse_request_start
 from scalewise.middleware._setup import build_monitor
 from scalewise.middleware.routes import (
     RouteResolver,
+    StarletteRoutes,
     normalize_path,
     resolver_for,
-    starlette_route,
 )
 from scalewise.options import MetricsOptions
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,6 +56,7 @@ class ScalewiseMiddleware:
         self.options = monitor.options
         self.recorder = monitor.recorder
         self.resolver = route_resolver or resolver_for(app)
+        self.starlette_routes = StarletteRoutes()
         self.now = self.recorder.clock.monotonic
         paths = self.options.paths
         self.routes = {
@@ -130,7 +131,7 @@ class ScalewiseMiddleware:
             self.monitor.log_error("recording a request failed")
 
     def _route(self, scope: Scope, root_path: str, status: int) -> str:
-        template = starlette_route(scope, root_path)
+        template = self.starlette_routes(scope, root_path)
         if template is None and self.resolver is not None:
             template = self.resolver(scope)
         if template is not None:

@@ -48,17 +48,48 @@ def normalize_path(path: str) -> str:
     return "/".join("{id}" if _ID_SEGMENT.match(part) else part for part in path.split("/"))
 
 
-def starlette_route(scope: Mapping[str, Any], root_path: str = "") -> str | None:
+class StarletteRoutes:
     """Starlette and FastAPI put the matched route in ``scope["route"]``; mounts extend
-    ``root_path``, so the template is the mount prefix plus the route's own path."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        return None
-    prefix = str(scope.get("root_path", ""))[len(root_path) :]
-    if hasattr(route, "routes") or type(route).__name__ == "Mount":
-        return (prefix or path) + "/{path}"
-    return prefix + path if prefix else path
+    ``root_path``, so the template is the mount prefix plus the route's own path.
+
+    Templates are cached per route object (routes are few and live as long as the app), so
+    the request path pays one dict lookup instead of attribute probing.
+    """
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.cache: dict[tuple[int, str], tuple[object, str | None]] = {}
+
+    def __call__(self, scope: Mapping[str, Any], root_path: str = "") -> str | None:
+        route = scope.get("route")
+        if route is None:
+            return None
+        prefix = scope.get("root_path", "")
+        # Without mounts root_path is the very object captured at entry: no slicing then.
+        prefix = str(prefix)[len(root_path) :] if prefix is not root_path else ""
+        key = (id(route), prefix)
+        hit = self.cache.get(key)
+        if hit is not None and hit[0] is route:
+            return hit[1]
+        template = self._template(route, prefix)
+        if len(self.cache) >= self.size:
+            self.cache.clear()
+        self.cache[key] = (route, template)
+        return template
+
+    @staticmethod
+    def _template(route: object, prefix: str) -> str | None:
+        path = getattr(route, "path", None)
+        if not isinstance(path, str):
+            return None
+        if hasattr(route, "routes") or type(route).__name__ == "Mount":
+            return (prefix or path) + "/{path}"
+        return prefix + path if prefix else path
+
+
+def starlette_route(scope: Mapping[str, Any], root_path: str = "") -> str | None:
+    """One-off lookup (uncached); the middleware keeps a :class:`StarletteRoutes`."""
+    return StarletteRoutes()(scope, root_path)
 
 
 def django_resolver() -> RouteResolver:

@@ -4,7 +4,10 @@
 
     ScalewiseError
     ├── ConfigError         a bad value in scalewise.yaml, a SCALEWISE_* variable or an argument
-    └── HistogramError      histograms that cannot be combined or decoded
+    ├── HistogramError      histograms that cannot be combined or decoded
+    ├── RuleError           a rule that cannot be evaluated as written
+    ├── StoreError          the history store failed (wraps the driver's error)
+    └── NotifyError         a notification was not delivered after its retries
 
 Every error scalewise raises on purpose inherits :class:`ScalewiseError`, so callers can catch
 one type. Validation never uses ``assert``.
@@ -36,3 +39,15 @@ class ConfigError(ScalewiseError, ValueError):
 
 class HistogramError(ScalewiseError, ValueError):
     """Two histograms with different layouts were combined, or bytes did not decode."""
+
+
+class StoreError(ScalewiseError):
+    """The history store failed (locked, down, corrupt); wraps the driver's error."""
+
+
+class RuleError(ScalewiseError, ValueError):
+    """A rule cannot be evaluated as written (unknown metric, wrong kind of threshold)."""
+
+
+class NotifyError(ScalewiseError):
+    """A notification could not be delivered after its retries."""

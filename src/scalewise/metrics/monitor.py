@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalewise.clock import Clock
+from scalewise.metrics.gauges import GaugeSet
+from scalewise.metrics.persist import SnapshotWriter
 from scalewise.metrics.process import (
     ContainerLimits,
     InstanceProfile,
@@ -34,6 +36,7 @@ from scalewise.metrics.series import SeriesTable
 from scalewise.metrics.shared import WorkerFiles, resolve_directory
 from scalewise.metrics.windows import IntervalSnapshot
 from scalewise.options import MetricsOptions
+from scalewise.store.base import Store
 
 logger = logging.getLogger("scalewise")
 SAMPLE_EVERY = 1.0
@@ -74,6 +77,8 @@ class Monitor:
         self.ready = True
         self.ready_checks: list[Callable[[], bool]] = []
         self.files: WorkerFiles | None = None
+        self.writer: SnapshotWriter | None = None
+        self.user_gauges = GaugeSet()
         self._open_files()
         # gunicorn --preload builds the app (and this monitor) in the master, then forks:
         # each child must start its own figures under its own pid.
@@ -92,6 +97,9 @@ class Monitor:
 
     def _after_fork(self) -> None:
         self.recorder.reset(os.getpid())  # in place: the middleware holds this object
+        if self.writer is not None:
+            self.writer.pending.clear()
+            self.recorder.snapshot_listeners.append(self.writer.add)
         self.task, self._thread = None, None
         self._stop = threading.Event()
         self.sampler = ProcessSampler(limits=self.limits)
@@ -116,12 +124,16 @@ class Monitor:
     async def _run_async(self) -> None:
         while True:
             await asyncio.sleep(min(SAMPLE_EVERY, self.options.flush_interval))
-            self.step(lag=self.lag.max_since_reset())
+            work = self.step(lag=self.lag.max_since_reset())
+            if work is not None:  # file and database writes stay off the event loop
+                await asyncio.to_thread(self._io, work)
 
     def _run_thread(self) -> None:
         while not self._stop.wait(min(SAMPLE_EVERY, self.options.flush_interval)):
-            with self.lock:
-                self.step(lag=None)
+            with self.lock:  # only the in-memory part holds the lock requests need
+                work = self.step(lag=None)
+            if work is not None:
+                self._io(work)
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,19 +141,41 @@ class Monitor:
             self.task.cancel()
         self.lag.stop()
 
-    def step(self, lag: float | None) -> None:
-        """One background tick; errors are logged at most once a minute and never raised."""
+    def step(self, lag: float | None) -> dict[str, Any] | None:
+        """The in-memory part of a background tick; returns the I/O it leaves to do.
+
+        Errors are logged at most once a minute and never raised.
+        """
         try:
             now = time.monotonic()
             if now - self._last_sample >= SAMPLE_EVERY:
                 self._last_sample = now
                 self.recorder.gauges.update(self.sample_gauges(lag))
+                self.recorder.gauges.update(self.user_gauges.collect())
             self.recorder.tick()
             if self.files is not None and now - self._last_flush >= self.options.flush_interval:
                 self._last_flush = now
-                self.files.publish(self.state())
+                return {"state": self.state()}
+            if self.writer is not None and self.writer.pending:
+                return {}
         except Exception:
             self.log_error("background tick failed")
+        return None
+
+    def _io(self, work: dict[str, Any]) -> None:
+        try:
+            if "state" in work and self.files is not None:
+                self.files.publish(work["state"])
+            if self.writer is not None:
+                self.writer.flush()
+        except Exception:
+            self.log_error("background write failed")
+
+    def attach_store(self, store: Store, instance: str | None = None) -> SnapshotWriter:
+        """Persist every closed interval to ``store`` (written by the background tick)."""
+        self.writer = SnapshotWriter(store, instance)
+        self.recorder.snapshot_listeners.append(self.writer.add)
+        return self.writer
 
     def log_error(self, what: str) -> None:
         self.recorder.count("internal_errors")

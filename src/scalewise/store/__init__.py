@@ -1,0 +1,2 @@
+"""History: interval snapshots, rule states, decisions and notifications, in SQLite or
+PostgreSQL."""

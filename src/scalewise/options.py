@@ -61,6 +61,8 @@ class MetricsOptions:
         history: seconds of slots kept in process (900 covers the 15-minute window); at least
             ``interval`` and at most ``MAX_SLOTS`` slots.
         max_routes: distinct route labels kept; later ones share the overflow label.
+        max_series: Prometheus request series (method × route × status class) kept; later
+            ones share ``OTHER``/``__other__`` labels, so a scrape stays bounded.
         buckets: Prometheus ``le`` bounds for request duration, in seconds.
         queue_buckets: ``le`` bounds for router queue time, in seconds.
         top_routes: routes listed in ``/health/scaling``.
@@ -77,6 +79,7 @@ class MetricsOptions:
     interval: float = 10.0
     history: float = 900.0
     max_routes: int = 100
+    max_series: int = 1000
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     queue_buckets: tuple[float, ...] = DEFAULT_QUEUE_BUCKETS
     top_routes: int = 10
@@ -98,6 +101,7 @@ class MetricsOptions:
             expected = f"between interval ({self.interval}s) and {MAX_SLOTS} times interval"
             raise ConfigError("MetricsOptions", "history", expected, self.history)
         _check_int("max_routes", self.max_routes, 1)
+        _check_int("max_series", self.max_series, 12)
         _check_int("top_routes", self.top_routes, 0)
         for name in ("buckets", "queue_buckets"):
             object.__setattr__(self, name, _checked_buckets(name, getattr(self, name)))

@@ -38,6 +38,7 @@ ENV_ALIASES: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "SCALEWISE_INTERVAL": ("metrics", "interval"),
         "SCALEWISE_HISTORY": ("metrics", "history"),
         "SCALEWISE_MAX_ROUTES": ("metrics", "max_routes"),
+        "SCALEWISE_MAX_SERIES": ("metrics", "max_series"),
         "SCALEWISE_TOP_ROUTES": ("metrics", "top_routes"),
         "SCALEWISE_BUCKETS": ("metrics", "buckets"),
         "SCALEWISE_EXCLUDE": ("metrics", "exclude"),

@@ -138,6 +138,7 @@ class MetricsSection(_Section):
     interval: Duration = _METRICS_DEFAULTS.interval
     history: Duration = _METRICS_DEFAULTS.history
     max_routes: Annotated[int, PlainValidator(_whole(1))] = _METRICS_DEFAULTS.max_routes
+    max_series: Annotated[int, PlainValidator(_whole(12))] = _METRICS_DEFAULTS.max_series
     buckets: Buckets = _METRICS_DEFAULTS.buckets
     queue_buckets: Buckets = _METRICS_DEFAULTS.queue_buckets
     top_routes: Annotated[int, PlainValidator(_whole(0))] = _METRICS_DEFAULTS.top_routes

@@ -85,7 +85,7 @@ def render(view: FleetView, limits: ContainerLimits | None = None) -> str:
         "histogram",
         "Time from request start to the first response body bytes.",
     )
-    out += _histogram("scalewise_http_time_to_first_byte_seconds", table.ttfb, [])
+    out += _histogram("scalewise_http_time_to_first_byte_seconds", table.ttfb_all(), [])
     out += _header(
         "scalewise_http_request_queue_seconds",
         "histogram",

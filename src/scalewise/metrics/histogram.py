@@ -94,8 +94,10 @@ class Histogram:
             raise ValueError(f"a latency must be a number >= 0, got {value!r}")
         self.count += 1
         self.sum += value
-        self.max = max(self.max, value)
-        self.min = min(self.min, value)
+        if value > self.max:
+            self.max = value
+        if value < self.min:
+            self.min = value
 
     def record_many(self, value: float, times: int) -> None:
         """Add ``times`` observations of the same value (used when replaying summaries)."""
@@ -178,6 +180,24 @@ class Histogram:
             self.sum += other.sum
             self.max = max(self.max, other.max)
             self.min = min(self.min, other.min)
+        return self
+
+    def subtract(self, part: Histogram) -> Histogram:
+        """Remove ``part`` (a sub-multiset recorded into self as well) in place; the rest's
+        min and max are known to bucket precision (1 %) only."""
+        if part.count:
+            counts = self._counts
+            for index, n in enumerate(part._counts, part._lo):
+                if n:
+                    counts[index] -= n
+            self.count -= part.count
+            self.sum -= part.sum
+            nonzero = [i for i, n in enumerate(counts, self._lo) if n]
+            if not nonzero:
+                self.sum, self.min, self.max = 0.0, math.inf, 0.0
+            else:  # the rest's extremes, to bucket precision, inside the whole's
+                self.max = min(self.max, bucket_value(nonzero[-1]) * _GAMMA)
+                self.min = max(self.min, bucket_value(nonzero[0]) / _GAMMA)
         return self
 
     def __add__(self, other: Histogram) -> Histogram:

@@ -2,7 +2,13 @@
 
 It owns one worker's figures: cumulative Prometheus series, the rolling windows, the in-flight
 gauge, worker busy time and process gauges. It is framework-agnostic (the middleware resolves
-route templates) and does no I/O; the background ticker samples the process and flushes.
+route templates) and does no I/O.
+
+The request path is kept to a few attribute updates and one ``list.append``: finished
+requests wait in a small buffer and are folded into series and histograms in batches — when
+the buffer fills, when an interval boundary passes (before the event that crossed it, so
+every request lands in its own interval and busy time and peaks stay exact), and before any
+read. Reads go through ``table`` and ``windows``, which flush first.
 """
 
 from __future__ import annotations
@@ -15,17 +21,24 @@ from typing import Any, Final
 
 from scalewise.clock import Clock, SystemClock
 from scalewise.metrics.series import RequestSeries, SeriesTable
-from scalewise.metrics.windows import IntervalSnapshot, RollingWindows, RouteSlot, Slot
+from scalewise.metrics.windows import IntervalSnapshot, RollingWindows, RouteSlot, WindowStats
 from scalewise.options import MetricsOptions
 
 OVERFLOW_ROUTE: Final = "__other__"
+OVERFLOW_METHOD: Final = "OTHER"
 UNMATCHED_ROUTE: Final = "__unmatched__"
 KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 )
-_STATUS_CLASS: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+STATUS_CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
+BATCH: Final = 256
 
 logger = logging.getLogger("scalewise")
+_Pending = tuple[str, str, int, float, float, "float | None", "float | None", bool]
+
+
+def status_class(status: int) -> str:
+    return STATUS_CLASSES[status // 100] if 0 <= status < 600 else "5xx"
 
 
 class Recorder:
@@ -50,18 +63,23 @@ class Recorder:
         self.options = options or MetricsOptions()
         self.clock: Clock = clock or SystemClock()
         self.worker = os.getpid() if worker is None else worker
-        self._wall_offset = self.clock.wall() - self.clock.monotonic()
+        self._monotonic = self.clock.monotonic
+        self._wall_offset = self.clock.wall() - self._monotonic()
         self.started_at = self.clock.wall()
-        self.windows = RollingWindows(
+        self._windows = RollingWindows(
             self.options.interval, self.options.history, now=self.started_at, worker=self.worker
         )
-        self.table = SeriesTable(self.options.buckets, self.options.queue_buckets)
+        self._table = SeriesTable(self.options.buckets, self.options.queue_buckets)
+        self._boundary = self._windows.slot_end - self._wall_offset  # monotonic
+        self._pending: list[_Pending] = []
         self.inflight = 0
+        self._peak = 0  # most in flight since the last flush
+        self._busy_since = 0.0
+        self._busy_total = 0.0  # seconds with ≥ 1 request in flight, up to the last idle moment
+        self._busy_flushed = 0.0
         self.gauges: dict[str, float] = {}
         self.snapshot_listeners: list[Callable[[IntervalSnapshot], None]] = []
         self._routes: set[str] = set()
-        self._busy_since = 0.0
-        self._max_routes = self.options.max_routes
 
     def reset(self, worker: int | None = None) -> None:
         """Start over with no figures (a forked child must not report its parent's)."""
@@ -71,12 +89,15 @@ class Recorder:
 
     def started(self) -> float:
         """A request began; returns its monotonic start time."""
-        now = self.clock.monotonic()
-        slot = self._slot(now)  # roll first: idle intervals before this request had no peak
-        if self.inflight == 0:
+        now = self._monotonic()
+        if now >= self._boundary:
+            self._flush(now)
+        n = self.inflight + 1
+        self.inflight = n
+        if n == 1:
             self._busy_since = now
-        self.inflight += 1
-        slot.inflight_peak = max(slot.inflight_peak, self.inflight)
+        if n > self._peak:
+            self._peak = n
         return now
 
     def finished(
@@ -90,94 +111,151 @@ class Recorder:
         queue: float | None = None,
         disconnected: bool = False,
     ) -> None:
-        """A request ended at monotonic ``end``; ``status`` 500 for unhandled exceptions."""
-        seconds = end - start
-        slot = self._slot(end)
-        self.inflight -= 1
-        if self.inflight == 0:
-            busy = end - self._busy_since
-            slot.busy_seconds += busy
-            self.table.counters["busy_seconds"] += busy
-        cell = self.table.requests.get(
-            (method, route, _STATUS_CLASS[status // 100] if 0 <= status < 600 else "5xx")
-        ) or self._series(method, route, status)
-        hist = cell.duration
-        hist.counts[bisect_left(hist.bounds, seconds)] += 1
-        hist.count += 1
-        hist.sum += seconds
-        stats = slot.routes.get(cell.key)
-        if stats is None:
-            stats = slot.routes[cell.key] = RouteSlot()
-        stats.latency.record(seconds)
-        if status >= 400:
-            slot.count_error(stats, status)
-        if ttfb is not None:
-            slot.ttfb.record(ttfb)
-            self.table.ttfb.observe(ttfb)
-        if queue is not None:
-            slot.queue_time.record(queue)
-            self.table.queue_time.observe(queue)
-        if disconnected:
-            slot.disconnects += 1
-            self.table.counters["disconnects"] += 1
+        """A request ended at monotonic ``end``; ``status`` 500 for unhandled exceptions.
+
+        ``ttfb`` is for responses sent in several parts; ``None`` means the first bytes left
+        with the last (TTFB = latency), which costs nothing extra to record.
+        """
+        if end >= self._boundary:
+            self._flush(end)
+        n = self.inflight - 1
+        self.inflight = n
+        if n == 0:
+            self._busy_total += end - self._busy_since
+        pending = self._pending
+        pending.append((method, route, status, start, end, ttfb, queue, disconnected))
+        if len(pending) >= BATCH:
+            self._flush(end)
 
     def count(self, counter: str, n: float = 1) -> None:
         """Bump a process-wide counter (exceptions, internal_errors, …)."""
-        self.table.counters[counter] = self.table.counters.get(counter, 0) + n
+        counters = self._table.counters
+        counters[counter] = counters.get(counter, 0) + n
+
+    # -- folding the buffer in -----------------------------------------------------------
+
+    def _flush(self, now: float) -> None:
+        """Fold pending requests, busy time and the peak into the open interval at ``now``;
+        then close intervals that ended (state is still as it was at their boundary)."""
+        if now >= self._boundary:
+            self._fold(self._boundary)
+            self._roll(now)
+        else:
+            self._fold(now)
+
+    def _fold(self, at: float) -> None:
+        slot = self._windows.current
+        busy = self._busy_total + (at - self._busy_since if self.inflight > 0 else 0.0)
+        slot.busy_seconds += busy - self._busy_flushed
+        self._table.counters["busy_seconds"] += busy - self._busy_flushed
+        self._busy_flushed = busy
+        if self._peak > slot.inflight_peak:
+            slot.inflight_peak = self._peak
+        self._peak = self.inflight
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self._fold_requests(pending)
+
+    def _fold_requests(self, pending: list[_Pending]) -> None:
+        slot = self._windows.current
+        table = self._table
+        requests, routes, bounds = table.requests, slot.routes, table.bounds
+        for method, route, status, start, end, ttfb, queue, disconnected in pending:
+            seconds = end - start
+            cell = requests.get((method, route, status_class(status))) or self._series(
+                method, route, status
+            )
+            hist = cell.duration
+            hist.counts[bisect_left(bounds, seconds)] += 1
+            hist.count += 1
+            hist.sum += seconds
+            stats = routes.get(cell.key)
+            if stats is None:
+                stats = routes[cell.key] = RouteSlot()
+            stats.latency.record(seconds)
+            if status >= 400:
+                slot.count_error(stats, status)
+            if ttfb is not None:  # streamed; one-piece responses' TTFB is their latency
+                slot.ttfb.record(ttfb)
+                slot.streamed.record(seconds)
+                table.ttfb.observe(ttfb)
+                table.streamed.observe(seconds)
+            if queue is not None:
+                slot.queue_time.record(queue)
+                table.queue_time.observe(queue)
+            if disconnected:
+                slot.disconnects += 1
+                table.counters["disconnects"] += 1
 
     def _series(self, method: str, route: str, status: int) -> RequestSeries:
-        status_class = _STATUS_CLASS[status // 100] if 0 <= status < 600 else "5xx"
-        cell = self.table.requests.get((method, route, status_class))
-        if cell is not None:
-            return cell
+        """The series for a new label set, folding it into overflow labels past the caps."""
+        table = self._table
         if method not in KNOWN_METHODS:
-            method = "OTHER"
+            method = OVERFLOW_METHOD
         if route not in self._routes:
-            if len(self._routes) >= self._max_routes:
-                self.table.counters["route_overflow"] += 1
+            if len(self._routes) >= self.options.max_routes:
+                table.counters["route_overflow"] += 1
                 route = OVERFLOW_ROUTE
             else:
                 self._routes.add(route)
-        return self.table.series(method, route, status_class)
+        # Keep room for the six overflow series so the total never passes max_series.
+        labels = (method, route, status_class(status))
+        if labels not in table.requests and len(table.requests) >= self.options.max_series - 6:
+            table.counters["route_overflow"] += 1
+            labels = (OVERFLOW_METHOD, OVERFLOW_ROUTE, labels[2])
+        return table.series(*labels)
 
-    def _slot(self, now: float) -> Slot:
+    def _roll(self, now: float) -> None:
+        """Close the open interval (and idle ones after it) up to monotonic ``now``."""
         wall = now + self._wall_offset
-        if wall >= self.windows.slot_end:
-            self._roll(wall)
-        return self.windows.current
-
-    def _roll(self, wall: float) -> None:
-        closing_end = self.windows.slot_end
-        if self.inflight > 0:  # credit busy time up to the closing slot's end
-            boundary = closing_end - self._wall_offset
-            busy = max(0.0, boundary - self._busy_since)
-            self.windows.current.busy_seconds += busy
-            self.table.counters["busy_seconds"] += busy
-        closed = self.windows.roll(wall, self.gauges, self.inflight)
-        if self.inflight > 0:  # idle slots in between were busy throughout (roll set them)
-            self.table.counters["busy_seconds"] += sum(s.busy_seconds for s in closed[1:])
-            self._busy_since = max(self._busy_since, self.windows.current.start - self._wall_offset)
+        inflight = self.inflight
+        closed = self._windows.roll(wall, self.gauges, inflight)
+        if inflight > 0:  # idle intervals in between were busy throughout (roll set them)
+            skipped = sum(s.busy_seconds for s in closed[1:])
+            self._table.counters["busy_seconds"] += skipped
+            self._busy_flushed += skipped  # now the busy total at the new interval's start
+        # What happened since the new interval began is folded in at the next flush.
+        self._peak = inflight
         for snap in closed:
             for listener in self.snapshot_listeners:
                 listener(snap)
         # Re-anchor wall time so the two clocks cannot drift apart over days.
-        self._wall_offset = self.clock.wall() - self.clock.monotonic()
+        self._wall_offset = self.clock.wall() - self._monotonic()
+        self._boundary = self._windows.slot_end - self._wall_offset
 
-    # -- queries -------------------------------------------------------------------------
+    # -- reads (each folds the buffer in first) -------------------------------------------
+
+    def flush(self) -> None:
+        """Fold everything pending in now (reads do this themselves)."""
+        self._flush(self._monotonic())
+
+    @property
+    def table(self) -> SeriesTable:
+        self.flush()
+        return self._table
+
+    @property
+    def windows(self) -> RollingWindows:
+        self.flush()
+        return self._windows
 
     def now(self) -> float:
         """Current wall time as the recorder sees it."""
-        return self.clock.monotonic() + self._wall_offset
+        return self._monotonic() + self._wall_offset
 
     def tick(self) -> None:
         """Close finished intervals even when no request arrives (called by the ticker)."""
-        self._slot(self.clock.monotonic())
+        self.flush()
 
     def recent(self, seconds: float) -> list[IntervalSnapshot]:
         return self.windows.recent(seconds, self.now(), self.gauges)
 
-    def window(self, seconds: float) -> Any:
+    def window(self, seconds: float) -> WindowStats:
         return self.windows.window(seconds, self.now())
 
     def routes(self) -> frozenset[str]:
         return frozenset(self._routes)
+
+    def state(self) -> dict[str, Any]:
+        """Figures for siblings and readers, as JSON-ready data."""
+        return {"series": self.table.to_dict(), "inflight": self.inflight}

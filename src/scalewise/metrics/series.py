@@ -77,7 +77,8 @@ class SeriesTable:
         self.bounds = tuple(bounds)
         self.requests: dict[tuple[str, str, str], RequestSeries] = {}
         self.queue_time = BucketCounts(queue_bounds)
-        self.ttfb = BucketCounts(bounds)
+        self.ttfb = BucketCounts(bounds)  # streamed responses only; see ttfb_all()
+        self.streamed = BucketCounts(bounds)  # the same responses' total duration
         self.counters: dict[str, float] = {
             "exceptions": 0,
             "disconnects": 0,
@@ -100,6 +101,7 @@ class SeriesTable:
             "requests": [[*s.labels, s.duration.to_dict()] for s in list(self.requests.values())],
             "queue_time": self.queue_time.to_dict(),
             "ttfb": self.ttfb.to_dict(),
+            "streamed": self.streamed.to_dict(),
             "counters": dict(self.counters),
         }
 
@@ -112,8 +114,21 @@ class SeriesTable:
             )
         table.queue_time = BucketCounts.from_dict(table.queue_time.bounds, data["queue_time"])
         table.ttfb = BucketCounts.from_dict(table.bounds, data["ttfb"])
+        if "streamed" in data:
+            table.streamed = BucketCounts.from_dict(table.bounds, data["streamed"])
         table.counters.update({k: float(v) for k, v in data["counters"].items()})
         return table
+
+    def ttfb_all(self) -> BucketCounts:
+        """TTFB of every request: one-piece responses count with their total duration."""
+        cell = BucketCounts(self.bounds)
+        for series in list(self.requests.values()):
+            cell.add(series.duration)
+        for i, (n, streamed) in enumerate(zip(self.ttfb.counts, self.streamed.counts, strict=True)):
+            cell.counts[i] += n - streamed
+        cell.count += self.ttfb.count - self.streamed.count
+        cell.sum += self.ttfb.sum - self.streamed.sum
+        return cell
 
     @classmethod
     def merged(cls, tables: Iterable[SeriesTable]) -> SeriesTable | None:
@@ -129,6 +144,7 @@ class SeriesTable:
                 total.series(*labels).duration.add(s.duration)
             total.queue_time.add(t.queue_time)
             total.ttfb.add(t.ttfb)
+            total.streamed.add(t.streamed)
             for k, v in t.counters.items():
                 total.counters[k] = total.counters.get(k, 0) + v
         return total

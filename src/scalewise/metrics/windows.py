@@ -144,6 +144,7 @@ class Slot:
         "routes",
         "seconds",
         "start",
+        "streamed",
         "ttfb",
     )
 
@@ -155,7 +156,8 @@ class Slot:
         self.disconnects = 0
         self.inflight_peak = inflight
         self.busy_seconds = 0.0
-        self.ttfb = Histogram()
+        self.ttfb = Histogram()  # only responses sent in several parts (see ``close``)
+        self.streamed = Histogram()  # total latency of those same responses
         self.queue_time = Histogram()
         self.routes: dict[str, RouteSlot] = {}
 
@@ -175,6 +177,11 @@ class Slot:
         else:
             self.client_errors += 1
             stats.client_errors += 1
+
+    def _ttfb(self, latency: Histogram) -> Histogram:
+        """Time to first byte of every response: a response sent in one piece got its first
+        byte when it ended, so its TTFB is its latency; only streamed ones were recorded."""
+        return latency.copy().subtract(self.streamed).merge(self.ttfb)
 
     def close(
         self, gauges: Mapping[str, float], worker: int, now: float | None = None
@@ -196,7 +203,7 @@ class Slot:
             inflight_peak=self.inflight_peak,
             busy_seconds=self.busy_seconds,
             latency=latency.freeze(),
-            ttfb=self.ttfb.freeze(),
+            ttfb=self._ttfb(latency).freeze(),
             queue_time=self.queue_time.freeze(),
             routes=routes,
             gauges=dict(gauges),

@@ -90,7 +90,8 @@ def test_roll_over_closes_the_slot_into_a_snapshot_with_the_right_counts() -> No
     slot.disconnects += 1
     slot.inflight_peak = 4
     slot.busy_seconds = 2.5
-    slot.ttfb.record(0.01)
+    slot.ttfb.record(0.01)  # one of the 0.5 s responses was streamed
+    slot.streamed.record(0.5)
     slot.queue_time.record(0.002)
     w.slot_for(1012.0, gauges={"rss_bytes": 1e6})
 
@@ -106,7 +107,8 @@ def test_roll_over_closes_the_slot_into_a_snapshot_with_the_right_counts() -> No
     assert snap.busy_seconds == 2.5
     assert snap.latency.count == 10
     assert math.isclose(snap.latency.sum, 9 * 0.1 + 0.5)
-    assert snap.ttfb.count == 1
+    assert snap.ttfb.count == 10  # every request; one-piece responses at their latency
+    assert snap.ttfb.quantile(0) == 0.01
     assert snap.queue_time.count == 1
     assert snap.gauges == {"rss_bytes": 1e6}
     assert set(snap.routes) == {GET_ITEM, POST_ORDERS}

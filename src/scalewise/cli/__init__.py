@@ -19,17 +19,37 @@ def cli() -> None:
     Examples:
       scalewise demo                      # run the bundled example end to end
       scalewise status http://127.0.0.1:8000 --json
-      scalewise config --file scalewise.yaml
+      scalewise init --preset mvp && scalewise check-config
+      scalewise watch                     # evaluate the policy, notify, act
+      scalewise replay --since 7d         # what would this policy have done last week?
+      scalewise cost --daily-requests 50000
     """
 
 
 def main() -> None:
     """Console entry point: map scalewise errors to exit codes, never a traceback."""
-    from scalewise.cli import config, demo, status  # noqa: PLC0415 - lazy subcommands
+    from scalewise.cli import (  # noqa: PLC0415 - subcommands import their own heavy parts
+        check_config,
+        cost,
+        demo,
+        export_rules,
+        init,
+        replay,
+        status,
+        watch,
+    )
 
-    cli.add_command(demo.demo)
-    cli.add_command(status.status)
-    cli.add_command(config.config)
+    for command in (
+        demo.demo,
+        status.status,
+        check_config.check_config,
+        init.init,
+        watch.watch,
+        replay.replay,
+        export_rules.export_rules,
+        cost.cost,
+    ):
+        cli.add_command(command)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

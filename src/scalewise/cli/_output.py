@@ -90,3 +90,43 @@ def scaling_tables(doc: dict[str, Any]) -> None:
         f"max_concurrent={inst['max_concurrent']}, db_pool_size={inst['db_pool_size']}, "
         f"cache_entries={inst['cache_entries']}"
     )
+
+
+def policy_table(doc: dict[str, Any]) -> None:
+    """Render the policy part of a status document: rules, states, recommendation."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    when = doc.get("evaluated_at")
+    stamp = datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if when else "—"
+    rules = Table(
+        title=f"Policy {doc.get('preset') or ''} (evaluated {stamp})", title_justify="left"
+    )
+    for column in ("rule", "condition", "for", "value", "state", "action"):
+        rules.add_column(column, no_wrap=column != "rule")
+    colours = {"firing": "red", "pending": "yellow", "inactive": "green"}
+    for r in doc["rules"]:
+        state = r["state"]
+        rules.add_row(
+            f"{r['name']} ({r['metric']})",
+            r["condition"],
+            format_duration(r["for_seconds"]) if r["for_seconds"] else "0s",
+            r["value_text"],
+            f"[{colours.get(state, 'white')}]{state}[/]",
+            r["action"],
+        )
+    out.print(rules)
+    rec = doc.get("recommendation")
+    if not rec:
+        return
+    cost = ""
+    if rec.get("cost_before") is not None and rec.get("cost_after") is not None:
+        cost = f" (${rec['cost_before']:.0f}/month → ${rec['cost_after']:.0f}/month)"
+    target = f"{rec['target_plan'] or '—'} × {rec['target_instances']}"
+    out.print(f"[bold]Recommendation[/]: {rec['action']} ({rec['kind']}) → {target}{cost}")
+    for reason in rec.get("reasons", []):
+        out.print(f"  • {reason}")
+    if rec.get("missing"):
+        out.print(
+            f"  [yellow]no data for[/]: {', '.join(rec['missing'])} "
+            "(no scale-down is decided on missing data)"
+        )

@@ -28,7 +28,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from scalewise.config.policy_model import PolicySection
 from scalewise.options import EndpointPaths, MetricsOptions
+from scalewise.policy.model import Policy
 from scalewise.units import DURATION_EXPECTED, parse_duration
 
 #: Strings meaning "switch this off", as YAML 1.1 and shell users write them.
@@ -162,12 +164,36 @@ class EndpointsSection(_Section):
     metrics: Endpoint = _PATH_DEFAULTS.metrics
 
 
+def _store_url(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in OFF_WORDS):
+        return None
+    if isinstance(value, str) and "://" in value:
+        return value.strip()
+    raise _fail("a store URL like 'sqlite:///scalewise.db' or 'postgresql://user@host/db'")
+
+
+class StoreSection(_Section):
+    """``store:``: where interval snapshots, rule states and decisions are kept.
+
+    ``url`` unset (the default) keeps the app's figures in memory only; ``scalewise watch``
+    and ``replay`` then fall back to ``sqlite:///scalewise.db``.
+    """
+
+    url: Annotated[str | None, PlainValidator(_store_url)] = None
+    instance: str | None = None  # default: the host name
+    retention_raw: Duration = 2 * 86400.0
+    retention_minute: Duration = 14 * 86400.0
+    retention_ten_minutes: Duration = 400 * 86400.0
+
+
 class ScalewiseConfig(_Section):
     """The whole of ``scalewise.yaml``; every section is optional and defaults as documented."""
 
     version: int = Field(default=1, strict=True)
     metrics: MetricsSection = MetricsSection()
     endpoints: EndpointsSection = EndpointsSection()
+    store: StoreSection = StoreSection()
+    policy: PolicySection | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -193,6 +219,15 @@ class ScalewiseConfig(_Section):
         return MetricsOptions(
             **self.metrics.model_dump(), paths=EndpointPaths(**self.endpoints.model_dump())
         )
+
+    def store_url(self) -> str:
+        """The store URL to use for the policy daemon: ``store.url`` or the embedded SQLite."""
+        return self.store.url or "sqlite:///scalewise.db"
+
+    def policy_object(self) -> Policy:
+        """The ``policy:`` section as a Policy (empty when absent); its problems were raised,
+        all at once, by ``load_config``."""
+        return Policy() if self.policy is None else self.policy.root
 
 
 def sections() -> dict[str, type[BaseModel]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scalewise.clock import Clock
-from scalewise.metrics.gauges import GaugeSet
+from scalewise.metrics.gauges import GaugeRegistry
 from scalewise.metrics.persist import SnapshotWriter
 from scalewise.metrics.process import (
     ContainerLimits,
@@ -56,6 +56,8 @@ class FleetView:
     dead_workers: list[int] = field(default_factory=list)
     #: CPU seconds of exited workers, so process_cpu_seconds_total never goes backwards.
     exited_cpu_seconds: float = 0.0
+    #: The policy status of whichever worker evaluates the policy (None without a policy).
+    policy: dict[str, Any] | None = None
 
 
 class Monitor:
@@ -78,7 +80,8 @@ class Monitor:
         self.ready_checks: list[Callable[[], bool]] = []
         self.files: WorkerFiles | None = None
         self.writer: SnapshotWriter | None = None
-        self.user_gauges = GaugeSet()
+        self.policy: Any = None  # scalewise.policy.inapp.InAppPolicy, when configured
+        self.user_gauges = GaugeRegistry()
         self._open_files()
         # gunicorn --preload builds the app (and this monitor) in the master, then forks:
         # each child must start its own figures under its own pid.
@@ -100,6 +103,9 @@ class Monitor:
         if self.writer is not None:
             self.writer.pending.clear()
             self.recorder.snapshot_listeners.append(self.writer.add)
+        if self.policy is not None:
+            self.policy.after_fork()
+            self.recorder.snapshot_listeners.append(self.policy.on_snapshot)
         self.task, self._thread = None, None
         self._stop = threading.Event()
         self.sampler = ProcessSampler(limits=self.limits)
@@ -109,12 +115,16 @@ class Monitor:
 
     def ensure_task(self) -> None:
         """Start the asyncio background task once, on the running loop."""
+        if self.policy is not None:
+            self.policy.start()
         if self.task is None or self.task.done():
             self.lag.start()
             self.task = asyncio.get_running_loop().create_task(self._run_async())
 
     def ensure_thread(self) -> None:
         """Start the background thread once (WSGI servers have no loop to borrow)."""
+        if self.policy is not None:
+            self.policy.start()
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._run_thread, name="scalewise-monitor", daemon=True
@@ -171,6 +181,15 @@ class Monitor:
         except Exception:
             self.log_error("background write failed")
 
+    def attach_policy(self, policy: Any, store: Store | None = None, instance: str = "") -> Any:
+        """Evaluate ``policy`` in a background thread (one worker leads; see policy.inapp)."""
+        from scalewise.policy.inapp import InAppPolicy  # noqa: PLC0415 - only with a policy
+
+        lock_dir = self.files.directory if self.files is not None else None
+        self.policy = InAppPolicy(policy, self.options.interval, store, lock_dir, instance)
+        self.recorder.snapshot_listeners.append(self.policy.on_snapshot)
+        return self.policy
+
     def attach_store(self, store: Store, instance: str | None = None) -> SnapshotWriter:
         """Persist every closed interval to ``store`` (written by the background tick)."""
         self.writer = SnapshotWriter(store, instance)
@@ -191,6 +210,7 @@ class Monitor:
             "cpu_seconds": stats.cpu_seconds,
             "rss_bytes": float(stats.rss_bytes),
             "memory_percent_of_limit": stats.memory_percent_of_limit,
+            "cpu_percent_of_limit": stats.cpu_percent_of_limit,
             "inflight": float(self.recorder.inflight),
         }
         if stats.open_fds is not None:
@@ -212,6 +232,7 @@ class Monitor:
             "gauges": dict(rec.gauges),
             "series": rec.table.to_dict(),
             "snapshots": [s.to_dict() for s in rec.recent(self.options.history)],
+            "policy": self.policy.document() if self.policy is not None else None,
         }
 
     def fleet(self) -> FleetView:
@@ -222,6 +243,7 @@ class Monitor:
         snapshots = rec.windows.recent(self.options.history, now, rec.gauges)
         gauges = [dict(rec.gauges)]
         workers, dead, exited_cpu = [rec.worker], [], 0.0
+        policy_doc = self.policy.document() if self.policy is not None else None
         inflight, started = rec.inflight, rec.started_at
         for peer in self.files.peers() if self.files is not None else ():
             with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -231,6 +253,7 @@ class Monitor:
                 if peer.alive:
                     workers.append(peer.worker)
                     inflight += int(peer.data["inflight"])
+                    policy_doc = policy_doc or peer.data.get("policy")
                     gauges.append({k: float(v) for k, v in peer.data["gauges"].items()})
                 else:
                     dead.append(peer.worker)
@@ -246,4 +269,5 @@ class Monitor:
             now,
             sorted(dead),
             exited_cpu,
+            policy_doc,
         )

@@ -23,11 +23,27 @@ def build_monitor(
         if options is not None or overrides:
             raise ConfigError(owner, "monitor", "either monitor= or options, not both")
         return monitor
-    if options is None:
-        from scalewise.config import load_config  # noqa: PLC0415 - pydantic at start-up only
+    if options is not None:
+        return Monitor(with_overrides(owner, options, overrides))
+    from scalewise.config import load_config  # noqa: PLC0415 - pydantic at start-up only
 
-        options = load_config().metrics_options()
-    return Monitor(with_overrides(owner, options, overrides))
+    cfg = load_config()
+    monitor = Monitor(with_overrides(owner, cfg.metrics_options(), overrides))
+    attach_from_config(monitor, cfg)
+    return monitor
+
+
+def attach_from_config(monitor: Monitor, cfg: Any) -> None:
+    """Persist to ``store.url`` and evaluate ``policy:`` in-app when the config has them."""
+    store = None
+    if cfg.store.url:
+        from scalewise.store.factory import store_from_url  # noqa: PLC0415
+
+        store = store_from_url(cfg.store.url)
+        monitor.attach_store(store, cfg.store.instance)
+    policy = cfg.policy_object()
+    if policy.rules:
+        monitor.attach_policy(policy, store, cfg.store.instance or "")
 
 
 def with_overrides(

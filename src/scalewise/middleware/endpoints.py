@@ -142,4 +142,6 @@ def scaling_document(monitor: Monitor) -> dict[str, Any]:
         },
         "process": _process(view, monitor),
         "instance": monitor.profile.to_dict(),
+        # Present when the app evaluates a policy (scalewise.yaml policy:); null otherwise.
+        "policy": view.policy,
     }

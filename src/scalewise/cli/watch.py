@@ -99,11 +99,18 @@ def watch(
     """
     runner, source, store = build_runner(path, store_url, prometheus, selector)
     started = time.monotonic()
+    last_retention = time.monotonic()
     try:
         while True:
             now = time.time()
             if hasattr(source, "refresh"):
-                source.refresh(now)
+                try:
+                    source.refresh(now)
+                except Exception as exc:  # store locked or down: no data this round, say so
+                    _output.err.print(f"[yellow]warning:[/] cannot read the store: {exc}")
+            if time.monotonic() - last_retention >= 3600:
+                last_retention = time.monotonic()
+                _apply_retention(store, now, path)
             if once or runner.due(now):
                 runner.run_once(now)
                 _report(runner, as_json)
@@ -120,6 +127,15 @@ def watch(
     finally:
         runner.close()
         store.close()
+
+
+def _apply_retention(store: Any, now: float, path: str | None) -> None:
+    from scalewise.config import load_config  # noqa: PLC0415
+
+    try:
+        store.apply_retention(now, load_config(path).retention())
+    except Exception as exc:
+        _output.err.print(f"[yellow]warning:[/] store retention failed: {exc}")
 
 
 def _report(runner: Any, as_json: bool) -> None:

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 from scalewise.config.policy_model import PolicySection
 from scalewise.options import EndpointPaths, MetricsOptions
 from scalewise.policy.model import Policy
+from scalewise.store.base import Retention
 from scalewise.units import DURATION_EXPECTED, parse_duration
 
 #: Strings meaning "switch this off", as YAML 1.1 and shell users write them.
@@ -219,6 +220,11 @@ class ScalewiseConfig(_Section):
         return MetricsOptions(
             **self.metrics.model_dump(), paths=EndpointPaths(**self.endpoints.model_dump())
         )
+
+    def retention(self) -> Retention:
+        """The store's retention tiers from ``store.retention_*``."""
+        st = self.store
+        return Retention(st.retention_raw, st.retention_minute, st.retention_ten_minutes)
 
     def store_url(self) -> str:
         """The store URL to use for the policy daemon: ``store.url`` or the embedded SQLite."""

@@ -36,7 +36,7 @@ from scalewise.metrics.series import SeriesTable
 from scalewise.metrics.shared import WorkerFiles, resolve_directory
 from scalewise.metrics.windows import IntervalSnapshot
 from scalewise.options import MetricsOptions
-from scalewise.store.base import Store
+from scalewise.store.base import Retention, Store
 
 logger = logging.getLogger("scalewise")
 SAMPLE_EVERY = 1.0
@@ -190,9 +190,11 @@ class Monitor:
         self.recorder.snapshot_listeners.append(self.policy.on_snapshot)
         return self.policy
 
-    def attach_store(self, store: Store, instance: str | None = None) -> SnapshotWriter:
+    def attach_store(
+        self, store: Store, instance: str | None = None, retention: Retention | None = None
+    ) -> SnapshotWriter:
         """Persist every closed interval to ``store`` (written by the background tick)."""
-        self.writer = SnapshotWriter(store, instance)
+        self.writer = SnapshotWriter(store, instance, retention=retention)
         self.recorder.snapshot_listeners.append(self.writer.add)
         return self.writer
 

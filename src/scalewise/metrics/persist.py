@@ -2,6 +2,7 @@
 
 The recorder calls :meth:`SnapshotWriter.add` when an interval closes (cheap: an append to a
 bounded deque); the monitor's background tick calls :meth:`flush`, which writes the batch.
+Once an hour the writer also applies the store's retention (downsampling old intervals).
 A store that is down or locked loses nothing until the buffer is full (a day of 10 s
 intervals by default); then the oldest are dropped and counted. Errors are logged at most
 once a minute and never reach the app.
@@ -15,7 +16,7 @@ import time
 from collections import deque
 
 from scalewise.metrics.windows import IntervalSnapshot
-from scalewise.store.base import Store
+from scalewise.store.base import Retention, Store
 
 logger = logging.getLogger("scalewise")
 
@@ -23,7 +24,14 @@ logger = logging.getLogger("scalewise")
 class SnapshotWriter:
     """Buffers snapshots and writes them to ``store`` in batches."""
 
-    def __init__(self, store: Store, instance: str | None = None, capacity: int = 8640) -> None:
+    def __init__(
+        self,
+        store: Store,
+        instance: str | None = None,
+        capacity: int = 8640,
+        retention: Retention | None = None,
+        retention_every: float = 3600.0,
+    ) -> None:
         self.store = store
         self.instance = instance or socket.gethostname()
         self.pending: deque[IntervalSnapshot] = deque(maxlen=capacity)
@@ -31,6 +39,9 @@ class SnapshotWriter:
         self.written = 0
         self.failures = 0
         self._last_log = -1e9
+        self.retention = retention or Retention()
+        self.retention_every = retention_every
+        self._last_retention = time.monotonic()  # not at start-up: workers start together
 
     def add(self, snapshot: IntervalSnapshot) -> None:
         if len(self.pending) == self.pending.maxlen:
@@ -59,4 +70,16 @@ class SnapshotWriter:
         for _ in batch:
             self.pending.popleft()
         self.written += len(batch)
+        self._maybe_apply_retention()
         return len(batch)
+
+    def _maybe_apply_retention(self) -> None:
+        """Downsample and expire old rows once an hour (idempotent, so several writers may)."""
+        now = time.monotonic()
+        if now - self._last_retention < self.retention_every:
+            return
+        self._last_retention = now
+        try:
+            self.store.apply_retention(time.time(), self.retention)
+        except Exception as exc:
+            logger.warning("scalewise: store retention failed, will retry in an hour: %s", exc)

@@ -40,7 +40,7 @@ def attach_from_config(monitor: Monitor, cfg: Any) -> None:
         from scalewise.store.factory import store_from_url  # noqa: PLC0415
 
         store = store_from_url(cfg.store.url)
-        monitor.attach_store(store, cfg.store.instance)
+        monitor.attach_store(store, cfg.store.instance, cfg.retention())
     policy = cfg.policy_object()
     if policy.rules:
         monitor.attach_policy(policy, store, cfg.store.instance or "")

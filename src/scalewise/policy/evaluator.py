@@ -115,9 +115,23 @@ class Evaluator:
                 self._log.warning("store", "cannot load rule states, starting fresh: %s", exc)
         now = self.clock.wall()
         return {
-            rule.name: restore(rule, saved.get(rule.name), now, outage_tolerance, grace)
+            rule.name: self._resume(rule, saved.get(rule.name), now, outage_tolerance, grace)
             for rule in self.policy.rules
         }
+
+    def _resume(
+        self, rule: Rule, saved: RuleState | None, now: float, outage_tolerance: float, grace: float
+    ) -> RuleState:
+        """Carry on from a state evaluated within the last two intervals as if nothing
+        stopped (``scalewise watch --once`` from cron, a new leader taking over); only a
+        longer gap is a restart, restored as Prometheus restores it."""
+        if (
+            saved is not None
+            and saved.evaluated_at is not None
+            and 0 <= now - saved.evaluated_at <= 2 * self.interval
+        ):
+            return saved
+        return restore(rule, saved, now, outage_tolerance, grace)
 
     @property
     def states(self) -> dict[str, RuleState]:

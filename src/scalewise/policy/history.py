@@ -38,4 +38,6 @@ class StoreValues:
         return len(fresh)
 
     def value(self, rule: Rule, now: float) -> float | None:
-        return self.values.value(rule, now)
+        """The rule's value over the window ending where settled data ends (the cursor), so
+        intervals still arriving do not read as idle time."""
+        return self.values.value(rule, min(now, self.cursor))

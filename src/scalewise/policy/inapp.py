@@ -58,7 +58,10 @@ class InAppPolicy:
         self.local = None if store is not None else _LocalValues(policy, interval)
         source: Any = StoreValues(policy, store, interval) if store is not None else self.local
         self.source = source
-        self.runner = PolicyRunner(policy, source, store, instance=instance)
+        self.store, self.instance = store, instance
+        # Built on becoming leader, so rule states are restored from the store then (a worker
+        # taking over from a dead leader carries on from the leader's last states).
+        self.runner: PolicyRunner | None = None
         self.lock_path = lock_dir / "policy.lock" if lock_dir is not None else None
         self._lock_file: IO[str] | None = None
         self._thread: threading.Thread | None = None
@@ -76,7 +79,8 @@ class InAppPolicy:
 
     def stop(self) -> None:
         self._stop.set()
-        self.runner.close()
+        if self.runner is not None:
+            self.runner.close()
 
     def _run(self) -> None:
         last_error = -1e9
@@ -85,6 +89,10 @@ class InAppPolicy:
                 if self._lead():
                     now = time.time()
                     self.source.refresh(now)
+                    if self.runner is None:
+                        self.runner = PolicyRunner(
+                            self.policy, self.source, self.store, instance=self.instance
+                        )
                     if self.runner.due(now):
                         self.runner.run_once(now)
             except Exception:
@@ -107,7 +115,7 @@ class InAppPolicy:
 
     def document(self) -> dict[str, Any] | None:
         """The policy status (None until this worker has evaluated as leader)."""
-        if not self.leader or self.runner.status.evaluated_at is None:
+        if not self.leader or self.runner is None or self.runner.status.evaluated_at is None:
             return None
         return self.runner.status.to_dict(self.policy)
 
@@ -115,5 +123,5 @@ class InAppPolicy:
         with contextlib.suppress(OSError):
             if self._lock_file is not None:
                 self._lock_file.close()
-        self._lock_file, self.leader, self._thread = None, False, None
+        self._lock_file, self.leader, self._thread, self.runner = None, False, None, None
         self._stop = threading.Event()

@@ -59,10 +59,12 @@ def replay(
     cfg = load_config(path)
     policy = cfg.policy_object()
     interval = cfg.metrics_options().interval
-    try:
-        start_ago, end_ago = parse_duration(since), parse_duration(until)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise click.BadParameter(f"{exc}, got {value!r}", param_hint=name) from None
+    start_ago, end_ago = parse_duration(since), parse_duration(until)
     if csv_path:
         snapshots = load_csv(csv_path)
         end = max((s.end for s in snapshots), default=time.time())

@@ -1,12 +1,14 @@
 """Replay a policy over recorded intervals: the timeline behind ``scalewise replay``.
 
 Rules are evaluated exactly as the live daemon evaluates them (same engine, same
-evaluation interval), decisions with the same cooldown; nothing is sent and nothing runs.
+evaluation interval), decisions with the same cooldown, and each recommended change is taken
+as followed (the next decision starts from its plan); nothing is sent and nothing runs.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +43,8 @@ def replay_timeline(
     interval: float = 10.0,
 ) -> dict[str, Any]:
     """State changes and decision changes between ``start`` and ``end``, with a summary."""
-    source = SnapshotValues(policy, interval, snapshots)
+    source = SnapshotValues(policy, interval, snapshots, keep=math.inf)
+    plan, instances = policy.current_plan, policy.instances
     events: list[dict[str, Any]] = []
     previous: dict[str, Status] = {}
     last_change: float | None = None
@@ -68,10 +71,18 @@ def replay_timeline(
                 if state.status == Status.FIRING:
                     fired.add(name)
             previous[name] = state.status
-        rec = decide(policy, states, at, last_change_at=last_change)
+        rec = decide(
+            policy,
+            states,
+            at,
+            last_change_at=last_change,
+            current_plan=plan,
+            current_instances=instances,
+        )
         if rec.action in ("scale_up", "scale_down"):
             last_change = at
             counts[rec.action] += 1
+            plan, instances = rec.target_plan, rec.target_instances  # as if it was followed
         if "hold" not in (rec.action, last_action) or rec.action != last_action:
             events.append(
                 {

@@ -37,11 +37,16 @@ class SnapshotValues:
     """
 
     def __init__(
-        self, policy: Policy, interval: float = 10.0, snapshots: Iterable[IntervalSnapshot] = ()
+        self,
+        policy: Policy,
+        interval: float = 10.0,
+        snapshots: Iterable[IntervalSnapshot] = (),
+        keep: float | None = None,
     ) -> None:
         self.interval = interval
         longest = max((r.window for r in policy.rules), default=900.0)
-        self.keep = longest + 2 * interval
+        # ``keep=math.inf`` holds everything (a replay walks the whole period).
+        self.keep = longest + 2 * interval if keep is None else keep
         self._snaps: deque[IntervalSnapshot] = deque()
         self._source = SnapshotSource((), interval)
         self.latest = -math.inf
@@ -55,7 +60,11 @@ class SnapshotValues:
         self.latest = max(self.latest, fresh[-1].end)
         # Trim in chunks (a tenth of the history at a time): a rebuild is not free.
         horizon = self.latest - self.keep
-        if self._snaps and self._snaps[0].end < horizon - self.keep / 10:
+        if (
+            math.isfinite(horizon)
+            and self._snaps
+            and (self._snaps[0].end < horizon - self.keep / 10)
+        ):
             while self._snaps and self._snaps[0].end < horizon:
                 self._snaps.popleft()
             self._source = SnapshotSource(self._snaps, self.interval)
@@ -134,7 +143,20 @@ class PolicyRunner:
         self.status = PolicyStatus()
         self.current_plan = policy.current_plan
         self.instances = policy.instances
-        self.last_change_at: float | None = None
+        self.last_change_at = self._last_change(store, policy.cooldown)
+
+    def _last_change(self, store: Store | None, cooldown: float) -> float | None:
+        """The last scale recommendation still inside the cooldown, from the store, so a
+        restart (or ``watch --once`` from cron) does not recommend the same change again."""
+        if store is None:
+            return None
+        try:
+            recent = store.decisions(self.clock.wall() - cooldown)
+        except Exception as exc:
+            logger.warning("scalewise: cannot read past decisions: %s", exc)
+            return None
+        changes = [d.at for d in recent if d.action in ("scale_up", "scale_down")]
+        return max(changes, default=None)
 
     def due(self, now: float) -> bool:
         return self.evaluator.due(now)
@@ -142,8 +164,8 @@ class PolicyRunner:
     def run_once(self, now: float | None = None, act: bool = True) -> Recommendation:
         """Evaluate every rule at ``now``, decide, and unless ``act`` is false, record,
         notify and run the hook (``scalewise status`` only looks)."""
-        now = self.clock.wall() if now is None else now
-        states = self.evaluator.evaluate(self.evaluator.slot(now))
+        now = self.evaluator.slot(self.clock.wall() if now is None else now)
+        states = self.evaluator.evaluate(now)
         rec = decide(
             self.policy,
             states,

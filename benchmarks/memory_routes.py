@@ -169,6 +169,7 @@ def _labels(variant: str, app: Any, probe: Any) -> dict[str, Any]:
             "route_labels": len(routes),
             "recorder_routes": len(rec.routes()),
             "cap": rec.options.max_routes,
+            "series_cap": rec.options.max_series,
             "metrics_series": len(lines),
             "overflowed_requests": int(rec.table.counters["route_overflow"]),
             "metrics_bytes": len(body),
@@ -304,9 +305,9 @@ def _bars(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         bars.append(
             {
-                "bar": f"{name}: request series <= cap ({r['cap']})",
+                "bar": f"{name}: request series <= series cap ({r['series_cap']})",
                 "value": r["series"],
-                "met": r["series"] <= r["cap"],
+                "met": r["series"] <= r["series_cap"],
             }
         )
     return bars

@@ -58,17 +58,7 @@ class ScalewiseMiddleware:
         self.resolver = route_resolver or resolver_for(app)
         self.starlette_routes = StarletteRoutes()
         self.now = self.recorder.clock.monotonic
-        paths = self.options.paths
-        self.routes = {
-            path: handler
-            for path, handler in (
-                (paths.health, endpoints.health),
-                (paths.ready, endpoints.ready),
-                (paths.scaling, endpoints.scaling),
-                (paths.metrics, endpoints.metrics),
-            )
-            if path
-        }
+        self.routes = endpoints.routes(self.options.paths)
         self.exclude = self.options.exclude
         self.queue_headers = self.options.queue_time_header
         self.timing_headers = self.options.response_time_header or (

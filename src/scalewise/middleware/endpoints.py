@@ -20,12 +20,27 @@ from typing import Any, Final
 from scalewise.metrics.exposition import CONTENT_TYPE, render
 from scalewise.metrics.monitor import FleetView, Monitor
 from scalewise.metrics.windows import LatencySummary, combine, route_table
+from scalewise.options import EndpointPaths
 
 SCHEMA: Final = "scalewise.health.scaling/v1"
 WINDOWS: Final = (("1m", 60.0), ("5m", 300.0), ("15m", 900.0))
 JSON: Final = "application/json"
 Response = tuple[int, str, bytes]
 Handler = Callable[[Monitor], Response]
+
+
+def routes(paths: EndpointPaths) -> dict[str, Handler]:
+    """Path → handler for the endpoints that are switched on."""
+    return {
+        path: handler
+        for path, handler in (
+            (paths.health, health),
+            (paths.ready, ready),
+            (paths.scaling, scaling),
+            (paths.metrics, metrics),
+        )
+        if path
+    }
 
 
 def _json(status: int, payload: Any) -> Response:

@@ -64,17 +64,7 @@ class ScalewiseWSGIMiddleware:
         # The recorder's clock, not perf_counter: start and end must come from one clock.
         self.now = monitor.recorder.clock.monotonic
         self.resolver = route_resolver or _resolver_for(app)
-        paths = self.options.paths
-        self.routes = {
-            path: handler
-            for path, handler in (
-                (paths.health, endpoints.health),
-                (paths.ready, endpoints.ready),
-                (paths.scaling, endpoints.scaling),
-                (paths.metrics, endpoints.metrics),
-            )
-            if path
-        }
+        self.routes = endpoints.routes(self.options.paths)
         self.exclude = self.options.exclude
         self.queue_headers = self.options.queue_time_header
         self.timing_headers = self.options.response_time_header or (

@@ -42,7 +42,7 @@ def attach_from_config(monitor: Monitor, cfg: Any) -> None:
         store = store_from_url(cfg.store.url)
         monitor.attach_store(store, cfg.store.instance, cfg.retention())
     policy = cfg.policy_object()
-    if policy.rules:
+    if policy.rules and policy.in_app:
         monitor.attach_policy(policy, store, cfg.store.instance or "")
 
 

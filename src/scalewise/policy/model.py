@@ -237,6 +237,8 @@ class Policy:
     notifications: Notifications = field(default_factory=Notifications)
     command: CommandHook = field(default_factory=CommandHook)
     preset: str | None = None
+    #: Evaluate inside the app (one leader worker); false when ``scalewise watch`` does it.
+    in_app: bool = True
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:

@@ -20,7 +20,8 @@ from scalewise.metrics.windows import IntervalSnapshot
 from scalewise.policy.decide import decide, format_value
 from scalewise.policy.evaluator import replay
 from scalewise.policy.model import Policy, Status
-from scalewise.policy.runner import SnapshotValues
+from scalewise.policy.replicas import HPAState
+from scalewise.policy.runner import SnapshotValues, hpa_values
 
 #: CSV columns turned into snapshot fields; any other numeric column becomes a gauge.
 _FIELDS = (
@@ -45,6 +46,7 @@ def replay_timeline(
     """State changes and decision changes between ``start`` and ``end``, with a summary."""
     source = SnapshotValues(policy, interval, snapshots, keep=math.inf)
     plan, instances = policy.current_plan, policy.instances
+    hpa = HPAState()
     events: list[dict[str, Any]] = []
     previous: dict[str, Status] = {}
     last_change: float | None = None
@@ -78,6 +80,8 @@ def replay_timeline(
             last_change_at=last_change,
             current_plan=plan,
             current_instances=instances,
+            hpa_values=hpa_values(policy, source, at, instances),
+            hpa_state=hpa,
         )
         if rec.action in ("scale_up", "scale_down"):
             last_change = at

@@ -28,6 +28,7 @@ from scalewise.config.policy_model import (
     Fields,
     Loc,
     Problem,
+    boolean,
     choice,
     dotted,
     duration,
@@ -161,7 +162,7 @@ _RULE_KEYS: Final = (
 )
 _POLICY_KEYS: Final = (
     *("preset", "evaluation_interval", "scale_down_requires", "cooldown", "current_plan"),
-    *("instances", "rules", "horizontal", "plans", "notifications", "command"),
+    *("instances", "rules", "horizontal", "plans", "notifications", "command", "in_app"),
 )
 
 
@@ -361,6 +362,7 @@ def check_policy(data: object) -> tuple[Policy, list[Problem]]:
         notifications=read_notifications(f),
         command=read_command(f),
         preset=f.get("preset", text, None),
+        in_app=f.get("in_app", boolean, True),
     )
     order = {key: i for i, key in enumerate(f.data)}  # report in the file's order of keys
     problems.sort(key=lambda p: order.get(p.loc[0], -1) if p.loc else -1)

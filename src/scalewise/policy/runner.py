@@ -20,10 +20,11 @@ from scalewise.metrics.windows import IntervalSnapshot
 from scalewise.policy.actions import run_command_hook
 from scalewise.policy.decide import decide, format_value
 from scalewise.policy.evaluator import Evaluator, ValueSource
-from scalewise.policy.metrics import SnapshotSource
-from scalewise.policy.model import Policy, Recommendation, Rule, RuleState
+from scalewise.policy.metrics import SnapshotSource, metric_spec
+from scalewise.policy.model import Action, Comparison, Policy, Recommendation, Rule, RuleState
 from scalewise.policy.notify.base import alerts_from_states
 from scalewise.policy.notify.dispatcher import Dispatcher
+from scalewise.policy.replicas import HPAState
 from scalewise.store.base import Store
 
 logger = logging.getLogger("scalewise")
@@ -144,6 +145,7 @@ class PolicyRunner:
         self.current_plan = policy.current_plan
         self.instances = policy.instances
         self.last_change_at = self._last_change(store, policy.cooldown)
+        self.hpa_state = HPAState()  # the autoscaler's scale history (behavior, windows)
 
     def _last_change(self, store: Store | None, cooldown: float) -> float | None:
         """The last scale recommendation still inside the cooldown, from the store, so a
@@ -173,6 +175,8 @@ class PolicyRunner:
             last_change_at=self.last_change_at,
             current_plan=self.current_plan,
             current_instances=self.instances,
+            hpa_values=hpa_values(self.policy, self.evaluator.source, now, self.instances),
+            hpa_state=self.hpa_state,
         )
         previous = self.status.recommendation
         self.status = PolicyStatus(now, dict(states), rec, self.status.hook)
@@ -213,6 +217,43 @@ class PolicyRunner:
     def close(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.close()
+
+
+#: Metric kinds that add up over replicas: the HPA wants their per-replica average.
+_ADDITIVE = frozenset({"rate", "count", "percent", "megabytes", "bytes"})
+#: The window HPA targets are read over (the HPA reads current metrics; a minute smooths them).
+HPA_WINDOW = 60.0
+
+
+def hpa_values(
+    policy: Policy, source: ValueSource, now: float, replicas: int
+) -> dict[str, float | None] | None:
+    """Per-replica values of ``policy.horizontal.targets`` for the HPA formula (None = off).
+
+    Snapshot sources add figures over instances (rps, CPU %, memory), so those are divided
+    by the replica count; latencies and ratios are already per request.
+    """
+    hz = policy.horizontal
+    if hz is None or not hz.targets:
+        return None
+    out: dict[str, float | None] = {}
+    for target in hz.targets:
+        probe = Rule(
+            name=f"hpa:{target.metric}",
+            metric=target.metric,
+            op=Comparison.GT,
+            threshold=target.target,
+            action=Action.NOTIFY,
+            window=HPA_WINDOW,
+        )
+        try:
+            value = source.value(probe, now)
+        except Exception:
+            value = None
+        if value is not None and metric_spec(target.metric).kind in _ADDITIVE:
+            value /= max(1, replicas)
+        out[target.metric] = value
+    return out
 
 
 def _changed(a: Recommendation, b: Recommendation) -> bool:

@@ -646,3 +646,22 @@ def test_store_values_answer_for_short_windows(tmp_path: Path) -> None:
         store.write_snapshots("host", [snap(T0 + k * STEP, requests=50) for k in range(12)])
         source.refresh(T0 + 12 * STEP + 1.0)
         assert source.value(rule, T0 + 12 * STEP) == pytest.approx(5.0)
+
+
+def test_horizontal_policy_sizes_replicas_with_the_hpa_formula() -> None:
+    """cpu_percent 40 per interval over 1 replica, target 10 per replica → ceil(1·40/10) = 4."""
+    from scalewise.policy.model import Horizontal, HPATarget
+
+    busy = Rule("busy", "cpu_percent", GT, 30.0, Action.SCALE_UP, window=60.0)
+    policy = Policy(
+        rules=(busy,),
+        evaluation_interval=EVERY,
+        current_plan="Starter",
+        instances=1,
+        horizontal=Horizontal(targets=(HPATarget("cpu_percent", 10.0),), max_replicas=10),
+    )
+    values = SnapshotValues(policy, STEP, service(T0, T0 + 600, lambda t: 0.05))
+    runner = PolicyRunner(policy, values, clock=ManualClock(start=T0 + 600, wall_start=T0 + 600))
+    rec = runner.run_once(T0 + 600, act=False)
+    assert (rec.action, rec.kind, rec.target_instances) == ("scale_up", "horizontal", 4)
+    assert rec.cost_after == pytest.approx(4 * rec.cost_before)

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-import httpx
-
 from scalewise.policy.notify.base import Alert, Notification
-from scalewise.policy.notify.webhook import post_json
+from scalewise.policy.notify.webhook import WebhookNotifier
 
 #: Slack limits: header text 150 characters, section text 3 000; a group lists at most this many.
 MAX_LISTED: Final = 20
@@ -51,37 +49,12 @@ def slack_payload(notification: Notification, *, external_url: str = "") -> dict
     return {"text": f"{title}\n{listing}", "blocks": blocks}
 
 
-class SlackNotifier:
-    """POSTs :func:`slack_payload` to a Slack (or compatible) incoming-webhook URL."""
+class SlackNotifier(WebhookNotifier):
+    """POSTs :func:`slack_payload` to a Slack (or compatible) incoming-webhook URL; the HTTP
+    handling (timeout, keep-alive, error classes) is the webhook notifier's."""
 
     kind = "slack"
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 10.0,
-        external_url: str = "",
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.external_url = external_url
-        self._transport = transport
-        self._client: httpx.Client | None = None
-
-    def _http(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, transport=self._transport)
-        return self._client
+    label = "slack webhook"
 
     def payload(self, notification: Notification) -> dict[str, Any]:
         return slack_payload(notification, external_url=self.external_url)
-
-    def notify(self, notification: Notification) -> None:
-        post_json(self._http(), self.url, self.payload(notification), "slack webhook")
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None

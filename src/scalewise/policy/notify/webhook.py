@@ -61,6 +61,7 @@ class WebhookNotifier:
     """
 
     kind = "webhook"
+    label = "webhook"  # how errors name the receiver
 
     def __init__(
         self,
@@ -89,7 +90,7 @@ class WebhookNotifier:
         )
 
     def notify(self, notification: Notification) -> None:
-        post_json(self._http(), self.url, self.payload(notification), "webhook")
+        post_json(self._http(), self.url, self.payload(notification), self.label)
 
     def close(self) -> None:
         if self._client is not None:

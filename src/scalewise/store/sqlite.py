@@ -19,6 +19,7 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -369,6 +370,19 @@ class SQLiteStore(SQLStore):
         return f"sqlite database {self.path}"
 
     def _open(self) -> sqlite3.Connection:
+        """Connect, switching to WAL and creating the schema; retried while busy, because
+        SQLite answers a concurrent journal-mode switch with SQLITE_BUSY at once rather than
+        through the busy handler (two processes opening a new file together)."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return self._connect()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
         )

@@ -7,24 +7,13 @@ from typing import Any
 
 import click
 
-from scalewise.cli import _output
+from scalewise.cli import _options, _output
 from scalewise.units import parse_duration
 
 
 @click.command("replay")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file with the policy to try (default ./scalewise.yaml).",
-)
-@click.option(
-    "--store",
-    "store_url",
-    default=None,
-    help="History store URL (default: store.url, else sqlite:///scalewise.db).",
-)
+@_options.config_file("Config file with the policy to try (default ./scalewise.yaml).")
+@_options.store_url()
 @click.option(
     "--csv",
     "csv_path",

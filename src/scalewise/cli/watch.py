@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from scalewise.cli import _output
+from scalewise.cli import _options, _output
 
 
 def build_runner(
@@ -50,19 +50,8 @@ def build_runner(
 
 
 @click.command("watch")
-@click.option(
-    "--file",
-    "path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Config file with a policy: section (default ./scalewise.yaml).",
-)
-@click.option(
-    "--store",
-    "store_url",
-    default=None,
-    help="History store URL (default: store.url, else sqlite:///scalewise.db).",
-)
+@_options.config_file("Config file with a policy: section (default ./scalewise.yaml).")
+@_options.store_url()
 @click.option(
     "--prometheus",
     default=None,

@@ -43,6 +43,17 @@ _HEADER = struct.Struct("<BdddQ")  # version, sum, min, max, count
 _log = math.log
 
 
+def bucket_index(value: float) -> int:
+    """The bucket a value lands in (``record`` inlines the same arithmetic for speed)."""
+    if not value >= 0.0:
+        raise ValueError(f"a latency must be a number >= 0, got {value!r}")
+    if value < MIN_VALUE:
+        return 0
+    if value > MAX_VALUE:
+        return _OVERFLOW
+    return int(_log(value) * _INV_LOG_GAMMA + _OFFSET)
+
+
 def bucket_value(index: int) -> float:
     """The value that represents bucket ``index`` (within α of anything in it)."""
     if index <= 0:
@@ -103,9 +114,7 @@ class Histogram:
         """Add ``times`` observations of the same value (used when replaying summaries)."""
         if times <= 0:
             return
-        probe = Histogram()
-        probe.record(value)
-        self._counts[next(probe.buckets())[0]] += times
+        self._counts[bucket_index(value)] += times
         self.count += times
         self.sum += value * times
         self.max = max(self.max, value)

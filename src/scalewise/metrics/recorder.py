@@ -17,7 +17,7 @@ import logging
 import os
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from scalewise.clock import Clock, SystemClock
 from scalewise.metrics.series import RequestSeries, SeriesTable
@@ -255,7 +255,3 @@ class Recorder:
 
     def routes(self) -> frozenset[str]:
         return frozenset(self._routes)
-
-    def state(self) -> dict[str, Any]:
-        """Figures for siblings and readers, as JSON-ready data."""
-        return {"series": self.table.to_dict(), "inflight": self.inflight}

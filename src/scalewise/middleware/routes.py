@@ -87,11 +87,6 @@ class StarletteRoutes:
         return prefix + path if prefix else path
 
 
-def starlette_route(scope: Mapping[str, Any], root_path: str = "") -> str | None:
-    """One-off lookup (uncached); the middleware keeps a :class:`StarletteRoutes`."""
-    return StarletteRoutes()(scope, root_path)
-
-
 def django_resolver() -> RouteResolver:
     """Django: ``django.urls.resolve(path).route`` (``items/<int:pk>/``), cached per path."""
     from django.urls import Resolver404, resolve  # noqa: PLC0415 - only for Django apps

@@ -1,0 +1,27 @@
+"""Options several commands share, declared once so their names and help stay identical."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def config_file(
+    help_text: str = "Config file (default: $SCALEWISE_CONFIG, else ./scalewise.yaml).",
+) -> Decorator:
+    return click.option(
+        "--file", "path", type=click.Path(dir_okay=False), default=None, help=help_text
+    )
+
+
+def store_url() -> Decorator:
+    return click.option(
+        "--store",
+        "store_url",
+        default=None,
+        help="History store URL (default: store.url, else sqlite:///scalewise.db).",
+    )

@@ -7,7 +7,12 @@
     ├── HistogramError      histograms that cannot be combined or decoded
     ├── RuleError           a rule that cannot be evaluated as written
     ├── StoreError          the history store failed (wraps the driver's error)
-    └── NotifyError         a notification was not delivered after its retries
+    ├── NotifyError         a notification was not delivered after its retries
+    ├── ScenarioError       a load-test scenario or threshold that cannot run as written
+    │   └── (ConfigError-shaped: file, field path, what was expected)
+    ├── LoadTestError       a load test that cannot proceed (target unreachable, no result)
+    ├── FitError            a capacity model that cannot be fitted to the data given
+    └── GuardError          a guard backend failed and the guard is configured to fail closed
 
 Every error scalewise raises on purpose inherits :class:`ScalewiseError`, so callers can catch
 one type. Validation never uses ``assert``.
@@ -51,3 +56,22 @@ class RuleError(ScalewiseError, ValueError):
 
 class NotifyError(ScalewiseError):
     """A notification could not be delivered after its retries."""
+
+
+class ScenarioError(ConfigError):
+    """A load-test scenario, data file or threshold is wrong; names the file and the field.
+
+    Example: ``smoke.yaml: scenarios.main.executor: expected one of constant-vus, ..., got 'fast'``.
+    """
+
+
+class LoadTestError(ScalewiseError):
+    """A load test cannot proceed: the target is unreachable, or a result file is unusable."""
+
+
+class FitError(ScalewiseError, ValueError):
+    """A capacity model cannot be fitted: too few points, or the fit does not converge."""
+
+
+class GuardError(ScalewiseError):
+    """A guard's backend failed and the guard is configured to fail closed."""

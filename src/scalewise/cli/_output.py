@@ -130,3 +130,52 @@ def policy_table(doc: dict[str, Any]) -> None:
             f"  [yellow]no data for[/]: {', '.join(rec['missing'])} "
             "(no scale-down is decided on missing data)"
         )
+
+
+class LoadProgress:
+    """Live load-test progress on stderr: a bar with rate, VUs, p95, errors and time left.
+
+    On a terminal it redraws in place; otherwise (CI logs) it prints one line every 10 s.
+    """
+
+    def __init__(self, plan: Any, every: int = 10) -> None:
+        from rich.live import Live  # noqa: PLC0415 - only long commands need it
+
+        self.planned = max((ex.start_time + ex.duration for ex in plan.executors), default=0.0)
+        self.every = every
+        self.count = 0
+        self.live = Live(console=err, refresh_per_second=4, transient=True) if err.is_terminal else None
+
+    def __enter__(self) -> LoadProgress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def line(self, elapsed: float, rps: float, vus: int, p95: float, errors: float, extra: str = "") -> str:
+        share = min(1.0, elapsed / self.planned) if self.planned else 1.0
+        bar = "█" * int(share * 20) + "·" * (20 - int(share * 20))
+        left = max(0.0, self.planned - elapsed)
+        return (
+            f"{bar} {format_duration(elapsed)} / {format_duration(self.planned)}"
+            f"  {rps:8.1f} req/s  {vus:5d} VUs  p95 {p95 * 1000:8.1f} ms"
+            f"  errors {errors:6.2%}  left {format_duration(left)}{extra}"
+        )
+
+    def update(self, progress: Any) -> None:
+        iv = progress.interval
+        p95 = iv.trend("http_req_duration").quantile(0.95) if iv.requests else 0.0
+        errors = iv.failed / iv.requests if iv.requests else 0.0
+        warn = "  ⚠ generator busy" if progress.cpu >= 0.9 or progress.loop_lag >= 0.05 else ""
+        self.show(self.line(progress.elapsed, iv.rps, progress.vus, p95, errors, warn))
+
+    def show(self, text: str) -> None:
+        self.count += 1
+        if self.live is not None:
+            self.live.update(text)
+        elif self.count % self.every == 0:
+            err.print(text, highlight=False)
+

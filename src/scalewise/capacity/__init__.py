@@ -1,0 +1,1 @@
+"""Capacity planning: Universal Scalability Law fit, queueing model, plan sizing."""

@@ -1,0 +1,1 @@
+"""Guard state backends: process memory and Redis."""

@@ -1,13 +1,14 @@
 """The ``scalewise`` command: one root group, one module per subcommand.
 
-Exit codes: 0 ok, 1 a check failed, 2 bad configuration or usage.
+Exit codes: 0 ok, 1 a check or threshold failed, 2 bad configuration or usage, or a load test
+that could not start (target unreachable).
 """
 
 from __future__ import annotations
 
 import click
 
-from scalewise.errors import ConfigError, ScalewiseError
+from scalewise.errors import ConfigError, LoadTestError, ScalewiseError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,6 +24,8 @@ def cli() -> None:
       scalewise watch                     # evaluate the policy, notify, act
       scalewise replay --since 7d         # what would this policy have done last week?
       scalewise cost --daily-requests 50000
+      scalewise loadtest http://127.0.0.1:8000/ --preset stress
+      scalewise fit measurements.csv --json
     """
 
 
@@ -33,7 +36,9 @@ def main() -> None:
         cost,
         demo,
         export_rules,
+        fit,
         init,
+        loadtest,
         replay,
         status,
         watch,
@@ -48,6 +53,8 @@ def main() -> None:
         replay.replay,
         export_rules.export_rules,
         cost.cost,
+        loadtest.loadtest,
+        fit.fit,
     ):
         cli.add_command(command)
     try:
@@ -57,7 +64,8 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         raise SystemExit(exc.exit_code) from None
-    except ConfigError as exc:
+    except (ConfigError, LoadTestError) as exc:
+        # A bad file or flag, or a load test that could not start: nothing was measured.
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     except ScalewiseError as exc:

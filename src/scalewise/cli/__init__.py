@@ -25,6 +25,7 @@ def cli() -> None:
       scalewise replay --since 7d         # what would this policy have done last week?
       scalewise cost --daily-requests 50000
       scalewise loadtest http://127.0.0.1:8000/ --preset stress
+      scalewise plan http://127.0.0.1:8000/ --slo 'p95<300ms' --daily-users 10000
       scalewise fit measurements.csv --json
     """
 
@@ -39,6 +40,7 @@ def main() -> None:
         fit,
         init,
         loadtest,
+        plan,
         replay,
         status,
         watch,
@@ -55,6 +57,7 @@ def main() -> None:
         cost.cost,
         loadtest.loadtest,
         fit.fit,
+        plan.plan,
     ):
         cli.add_command(command)
     try:

@@ -1,44 +1,27 @@
-"""Run the demo: start the example service on 127.0.0.1, drive a bounded load, read back.
+"""Run the demo: start the example service on 127.0.0.1, measure it step by step, plan.
 
-Everything stays on loopback; the load stops on its own after ``duration`` seconds or
-``max_requests`` requests, whichever comes first, and the server is stopped by its PID.
+Everything stays on loopback; every step of the load is bounded in time, and the server is
+stopped by its PID. The service runs in a temporary directory with a ``scalewise.yaml`` made
+from the ``balanced`` preset (intervals shortened so a one-minute demo has something to show),
+so its in-app policy evaluates the seeds' rules on what the load made it measure.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
+import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import httpx
+import yaml
 
 from scalewise.errors import ScalewiseError
-
-# (weight, method, path factory): a mix of the service's route kinds.
-_MIX: list[tuple[int, str, Callable[[int], str]]] = [
-    (40, "GET", lambda n: f"/io?ms={10 + n % 30}"),
-    (25, "GET", lambda n: "/cpu?rounds=400"),
-    (20, "GET", lambda n: f"/cached/{n % 64}"),
-    (10, "GET", lambda n: f"/flaky/{n}"),
-    (5, "POST", lambda n: "/upload"),
-]
-_UPLOAD = b"x" * 64_000
-
-
-@dataclass
-class LoadResult:
-    """What the client saw (the server's own view comes from /health/scaling)."""
-
-    sent: int = 0
-    failed: int = 0
-    statuses: dict[int, int] = field(default_factory=dict)
-    seconds: float = 0.0
+from scalewise.loadtest.scenario import LoadPlan, plan_from_dict
+from scalewise.policy.presets import preset_yaml
 
 
 def free_port() -> int:
@@ -47,8 +30,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_service(port: int, app: str = "scalewise.demo.service:app") -> subprocess.Popen[bytes]:
+#: The demo's request mix over the service's route kinds (the flaky route stays out: its
+#: deliberate 5 % errors would stop the ladder at its first step).
+MIX: Final = (
+    {"name": "io", "url": "/io?ms=20", "weight": 40},
+    {"name": "cpu", "url": "/cpu?rounds=400", "weight": 25},
+    *({"name": "cached", "url": f"/cached/{k}", "weight": 2.5} for k in range(8)),
+    {"name": "upload", "method": "POST", "url": "/upload", "body": "x" * 64_000, "weight": 5},
+)
+
+
+def demo_plan(base_url: str) -> LoadPlan:
+    """The load plan of the demo: the mix above against the service at ``base_url``."""
+    raw = {"target": base_url, "requests": [dict(r) for r in MIX]}
+    return plan_from_dict(raw, source="scalewise demo")
+
+
+def write_config(directory: Path) -> Path:
+    """``balanced`` preset, with 2 s intervals and evaluation so a short run shows states."""
+    config = yaml.safe_load(preset_yaml("balanced"))
+    config["metrics"] = {**config.get("metrics", {}), "interval": "2s", "multiprocess_dir": "off"}
+    config["store"] = {"url": f"sqlite:///{directory / 'scalewise.db'}"}
+    config["policy"] = {**config["policy"], "evaluation_interval": "2s", "in_app": True}
+    path = directory / "scalewise.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_service(
+    port: int, app: str = "scalewise.demo.service:app", config: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start uvicorn on loopback in a child process and wait until it answers /health."""
+    env = {**os.environ, **({"SCALEWISE_CONFIG": str(config)} if config else {})}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -65,6 +78,8 @@ def start_service(port: int, app: str = "scalewise.demo.service:app") -> subproc
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        cwd=config.parent if config else None,
+        env=env,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -89,49 +104,6 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-async def drive(
-    base_url: str,
-    duration: float,
-    concurrency: int,
-    max_requests: int,
-    progress: Callable[[LoadResult, float], None] | None = None,
-) -> LoadResult:
-    """Closed-model load: ``concurrency`` users, each sending the next request on reply."""
-    result = LoadResult()
-    weights = [w for w, _, _ in _MIX]
-    rng = random.Random(7)
-    deadline = time.monotonic() + duration
-    started = time.monotonic()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async def user(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline and result.sent < max_requests:
-            n = result.sent
-            result.sent += 1
-            _, method, path = rng.choices(_MIX, weights)[0]
-            try:
-                body = _UPLOAD if method == "POST" else None
-                response = await client.request(method, path(n), content=body)
-                result.statuses[response.status_code] = (
-                    result.statuses.get(response.status_code, 0) + 1
-                )
-            except httpx.HTTPError:
-                result.failed += 1
-
-    async def report() -> None:
-        while time.monotonic() < deadline and result.sent < max_requests:
-            await asyncio.sleep(0.25)
-            if progress is not None:
-                progress(result, time.monotonic() - started)
-
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=10) as client:
-        reporter = asyncio.create_task(report())
-        await asyncio.gather(*(user(client) for _ in range(concurrency)))
-        reporter.cancel()
-    result.seconds = time.monotonic() - started
-    return result
 
 
 def fetch(base_url: str, path: str) -> Any:

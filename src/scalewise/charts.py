@@ -57,7 +57,8 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.floor(low / step + 1e-9) * step
-    ticks, value = [], first
+    ticks: list[float] = []
+    value = first
     while value < high + step * 0.999 and len(ticks) < 50:
         ticks.append(round(value, 12) + 0.0)
         if value >= high - step * 1e-9:
@@ -219,17 +220,22 @@ def _markers(pts: Sequence[Point], xs: _Scale, ys: _Scale, color: str, log: bool
 
 
 def _hline_parts(hlines: Mapping[str, float], xs: _Scale, ys: _Scale, log: bool) -> list[str]:
+    """Dashed limits; limits at the same value share one line, and labels of lines closer
+    than a text height are stacked so they never overprint."""
+    grouped: dict[float, list[str]] = {}
+    for label, value in hlines.items():
+        if _usable(value, log):
+            grouped.setdefault(value, []).append(label)
     left, right = xs.start, xs.end
-    parts = []
-    for i, (label, value) in enumerate(hlines.items()):
-        if not _usable(value, log):
-            continue
+    parts, last_label_y = [], -math.inf
+    for i, (value, labels) in enumerate(sorted(grouped.items(), key=lambda kv: -kv[0])):
         y, color = ys(value), _HLINE_COLORS[i % len(_HLINE_COLORS)]
-        text = escape(f"{label} ({format_number(value)})")
+        label_y = last_label_y = max(y - 4, last_label_y + 13)  # top to bottom
+        text = escape(f"{', '.join(labels)} ({format_number(value)})")
         parts.append(
             f'<g class="hline"><line x1="{left:.1f}" y1="{y:.1f}" x2="{right:.1f}" y2="{y:.1f}" '
             f'stroke="{color}" stroke-dasharray="6 4" stroke-width="1.2"/>'
-            f'<text x="{right - 4:.1f}" y="{y - 4:.1f}" text-anchor="end" fill="{color}">'
+            f'<text x="{right - 4:.1f}" y="{label_y:.1f}" text-anchor="end" fill="{color}">'
             f"{text}</text></g>"
         )
     return parts

@@ -26,6 +26,12 @@ def _parse(svg: str) -> ET.Element:
     return ET.fromstring(svg)
 
 
+def _find(root: ET.Element, path: str) -> ET.Element:
+    found = root.find(path)
+    assert found is not None, path
+    return found
+
+
 def _texts(root: ET.Element) -> list[str]:
     return [t.text or "" for t in root.iter(f"{SVG}text")]
 
@@ -68,7 +74,7 @@ def test_line_chart_draws_each_series_with_its_points() -> None:
     assert len(lines[0].get("points", "").split()) == 3
     texts = _texts(root)
     assert {"Latency", "seconds", "ms", "p95", "p99"} <= set(texts)
-    assert root.find(f"{SVG}title").text == "Latency"
+    assert _find(root, f"{SVG}title").text == "Latency"
 
 
 def test_line_chart_y_axis_covers_data_and_hlines() -> None:
@@ -84,7 +90,7 @@ def test_line_chart_y_axis_covers_data_and_hlines() -> None:
     assert max(tick_values) >= 300
     assert "SLO (300)" in _texts(root)
     hline = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "hline")
-    assert hline.find(f"{SVG}line").get("stroke-dasharray")
+    assert _find(hline, f"{SVG}line").get("stroke-dasharray")
 
 
 def test_line_chart_scatter_points_and_gaps() -> None:
@@ -115,7 +121,7 @@ def test_line_chart_log_axis_skips_non_positive_values() -> None:
     )
     root = _parse(svg)
     assert {"0.001", "1", "10"} <= set(_texts(root))
-    assert len(root.find(f".//{SVG}polyline").get("points", "").split()) == 3
+    assert len(_find(root, f".//{SVG}polyline").get("points", "").split()) == 3
 
 
 def test_charts_without_data_say_so() -> None:
@@ -151,7 +157,7 @@ def test_bar_chart_heights_follow_values() -> None:
     heights = [float(r.get("height", "0")) for r in rects]
     assert heights[1] == pytest.approx(4 * heights[0], rel=0.02)
     assert heights[2] == pytest.approx(2 * heights[0], rel=0.02)
-    assert [r.find(f"{SVG}title").text for r in rects] == ["a: 1", "b: 4", "c: 2"]
+    assert [_find(r, f"{SVG}title").text for r in rects] == ["a: 1", "b: 4", "c: 2"]
 
 
 def test_bar_chart_thins_labels_when_crowded() -> None:
@@ -208,3 +214,20 @@ def test_html_table_aligns_numbers_and_escapes_text() -> None:
     assert '<td class="num">1,234</td>' in table
     assert '<td class="num">12.35</td>' in table
     assert "inf" in table
+
+
+def test_limits_at_one_value_share_a_line_and_close_labels_do_not_overlap() -> None:
+    svg = line_chart(
+        {"a": [(0, 10.0), (1, 600.0)]},
+        title="t",
+        x_label="x",
+        y_label="y",
+        hlines={"p(95)<100": 100.0, "p(95)<100 over 1m": 100.0, "p(99)<105": 105.0},
+    )
+    root = _parse(svg)
+    groups = [g for g in root.iter(f"{SVG}g") if g.get("class") == "hline"]
+    assert len(groups) == 2
+    labels = [_find(g, f"{SVG}text") for g in groups]
+    assert labels[1].text == "p(95)<100, p(95)<100 over 1m (100)"
+    ys = sorted(float(t.get("y", "0")) for t in labels)
+    assert ys[1] - ys[0] >= 12

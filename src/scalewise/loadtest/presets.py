@@ -66,7 +66,7 @@ def preset_scenario(
 def _shape(
     preset: str, length: float, rate: float, vus: int | None, default_vus: int
 ) -> dict[str, Any]:
-    if preset == "baseline" and (vus or not rate):
+    if preset == "baseline" and not rate:
         return {"executor": "constant-vus", "vus": vus or default_vus, "duration": length}
     if preset in ("baseline", "soak"):
         return _arrival_pool(

@@ -56,7 +56,7 @@ def scalewise(
         try:
             status = Path(f"/proc/{proc.pid}/status").read_text()
             rss.append(
-                int(next(l for l in status.splitlines() if l.startswith("VmRSS")).split()[1]) / 1024
+                int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
             )
             cpu = c.cpu_seconds(proc.pid)
         except (OSError, StopIteration):
@@ -103,7 +103,8 @@ def soak_mode(url: str, seconds: float) -> dict[str, Any]:
                             timeout=seconds + 120)  # fmt: skip
     settled = rss[len(rss) // 5 :] or rss
     return {"seconds": seconds, "requests": doc["metrics"]["http_reqs"]["count"],
-            "rss_mb_first": rss[0] if rss else None, "rss_mb_after_warmup": settled[0] if settled else None,
+            "rss_mb_first": rss[0] if rss else None,
+            "rss_mb_after_warmup": settled[0] if settled else None,
             "rss_mb_end": rss[-1] if rss else None, "rss_mb_max": max(rss) if rss else None,
             "growth_mb_after_warmup": (settled[-1] - settled[0]) if settled else None,
             "samples": len(rss)}  # fmt: skip

@@ -40,7 +40,8 @@ class FlowResponse:
     body: bytes
     headers: dict[str, str]
     error: str | None
-    duration: float
+    duration: float  # service time: from the actual send
+    latency: float  # from the intended send time in the open model (else the same as duration)
 
     @property
     def ok(self) -> bool:
@@ -213,6 +214,7 @@ class VirtualUser:
             },
             error=response.error,
             duration=response.ended - response.started,
+            latency=response.ended - (response.started if intended is None else intended),
         )
 
     async def get(self, url: str, **kwargs: Any) -> FlowResponse:

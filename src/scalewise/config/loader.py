@@ -48,6 +48,14 @@ ENV_ALIASES: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
         "SCALEWISE_HEALTH_PATH": ("endpoints", "health"),
         "SCALEWISE_READY_PATH": ("endpoints", "ready"),
         "SCALEWISE_SCALING_PATH": ("endpoints", "scaling"),
+        # The seeds' guard settings (000: MAX_CONCURRENT_REQUESTS, REQUEST_TIMEOUT_SECONDS,
+        # MAX_UPLOAD_SIZE_MB; 001: MAX_CACHE_ENTRIES, MAX_CACHE_SIZE_MB), with units.
+        "SCALEWISE_MAX_CONCURRENT_REQUESTS": ("guards", "max_concurrent"),
+        "SCALEWISE_REQUEST_TIMEOUT": ("guards", "request_timeout"),
+        "SCALEWISE_MAX_UPLOAD_SIZE": ("guards", "max_body"),
+        "SCALEWISE_MAX_CACHE_ENTRIES": ("guards", "cache_max_entries"),
+        "SCALEWISE_MAX_CACHE_SIZE": ("guards", "cache_max_bytes"),
+        "SCALEWISE_RATE_LIMIT": ("guards", "rate_limit"),
     }
 )
 

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from scalewise.config.guards_model import GuardsSection
 from scalewise.config.policy_model import PolicySection
 from scalewise.options import EndpointPaths, MetricsOptions
 from scalewise.policy.model import Policy
@@ -195,6 +196,7 @@ class ScalewiseConfig(_Section):
     endpoints: EndpointsSection = EndpointsSection()
     store: StoreSection = StoreSection()
     policy: PolicySection | None = None
+    guards: GuardsSection = GuardsSection()
 
     @model_validator(mode="before")
     @classmethod

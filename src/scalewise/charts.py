@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
-__all__ = ["bar_chart", "html_page", "html_table", "line_chart", "nice_ticks"]
+__all__ = ["bar_chart", "format_number", "html_page", "html_table", "line_chart", "nice_ticks"]
 
 PALETTE: tuple[str, ...] = (
     "#1f77b4",
@@ -134,6 +134,19 @@ def _svg_open(width: int, height: int, title: str) -> list[str]:
         f'<text x="{width / 2:.1f}" y="16" text-anchor="middle" font-size="14" '
         f'font-weight="600">{t}</text>',
     ]
+
+
+def _plot_box(top: float, width: int, height: int) -> tuple[float, float, float, float]:
+    """The plotting area (left, top, right, bottom) inside the margins."""
+    return float(_MARGIN_LEFT), top, float(width - _MARGIN_RIGHT), float(height - _MARGIN_BOTTOM)
+
+
+def _no_data(parts: list[str], width: int, height: int) -> str:
+    parts.append(
+        f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle" '
+        f'class="no-data" fill="#888">no data</text></svg>'
+    )
+    return "".join(parts)
 
 
 def _legend(names: Sequence[str], width: int, y: float) -> tuple[list[str], float]:
@@ -266,31 +279,22 @@ def line_chart(
     all_pts = [p for s in (*series.values(), *points.values()) for p in s]
     xs_all = [x for x, y in all_pts if math.isfinite(x) and _usable(y, log_y)]
     if not xs_all:
-        parts.append(
-            f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle" '
-            f'class="no-data" fill="#888">no data</text></svg>'
-        )
-        return "".join(parts)
-    box = (
-        float(_MARGIN_LEFT),
-        top + 8,
-        float(width - _MARGIN_RIGHT),
-        float(height - _MARGIN_BOTTOM),
-    )
+        return _no_data(parts, width, height)
+    box = _plot_box(top + 8, width, height)
     x_ticks = nice_ticks(min(xs_all), max(xs_all))
     y_ticks = _y_domain([y for _, y in all_pts], hlines, log_y)
     xs = _Scale(x_ticks[0], x_ticks[-1], box[0], box[2], log=False)
     ys = _Scale(y_ticks[0], y_ticks[-1], box[3], box[1], log=log_y)
     parts += _axes(xs, ys, x_ticks, y_ticks, box)
     parts += _axis_labels(x_label, y_label, box, height)
-    for i, (name, pts) in enumerate(series.items()):
-        color = PALETTE[i % len(PALETTE)]
-        parts += [f'<g class="series" data-name="{escape(name)}">']
-        parts += [*_polylines(pts, xs, ys, color, log_y), "</g>"]
-    for offset, (name, pts) in enumerate(points.items(), len(series)):
-        color = PALETTE[offset % len(PALETTE)]
-        parts += [f'<g class="points" data-name="{escape(name)}">']
-        parts += [*_markers(pts, xs, ys, color, log_y), "</g>"]
+    groups = [("series", _polylines, series), ("points", _markers, points)]
+    index = 0
+    for kind, draw, sets in groups:
+        for name, pts in sets.items():
+            color = PALETTE[index % len(PALETTE)]
+            parts += [f'<g class="{kind}" data-name="{escape(name)}">']
+            parts += [*draw(pts, xs, ys, color, log_y), "</g>"]
+            index += 1
     parts += _hline_parts(hlines, xs, ys, log_y)
     parts.append("</svg>")
     return "".join(parts)
@@ -309,12 +313,8 @@ def bar_chart(
     parts = _svg_open(width, height, title)
     values = [v for _, v in bars if math.isfinite(v)]
     if not values:
-        parts.append(
-            f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle" '
-            f'class="no-data" fill="#888">no data</text></svg>'
-        )
-        return "".join(parts)
-    box = (float(_MARGIN_LEFT), 34.0, float(width - _MARGIN_RIGHT), float(height - _MARGIN_BOTTOM))
+        return _no_data(parts, width, height)
+    box = _plot_box(34.0, width, height)
     y_ticks = nice_ticks(min(0.0, *values), max(0.0, *values))
     ys = _Scale(y_ticks[0], y_ticks[-1], box[3], box[1], log=False)
     parts += _axes(_Scale(0, 1, box[0], box[2], False), ys, [], y_ticks, box)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -382,64 +382,51 @@ def _error_count(kind: str) -> Callable[[IntervalStats], float]:
     return lambda iv: iv.errors.get(kind, 0)
 
 
+Points = list[tuple[float, float]]
+
+
+def _points(series: Sequence[IntervalStats], value: Callable[[IntervalStats], float]) -> Points:
+    """One point per interval, at its end (an interval's figures are known when it ends)."""
+    return [(iv.end, value(iv)) for iv in series]
+
+
+def _pct(series: Sequence[IntervalStats], metric: str, q: float) -> Points:
+    return _points(
+        series, lambda iv: iv.trend(metric).quantile(q) * 1000 if iv.requests else math.nan
+    )
+
+
+def _rate(series: Sequence[IntervalStats], count: Callable[[IntervalStats], float]) -> Points:
+    return _points(series, lambda iv: count(iv) / iv.width if iv.width > 0 else 0.0)
+
+
 def _charts(result: RunResult) -> list[str]:
-    series = result.series
-
-    def points(value: Callable[[IntervalStats], float]) -> list[tuple[float, float]]:
-        return [(iv.end, value(iv)) for iv in series]
-
-    def pct(metric: str, q: float) -> list[tuple[float, float]]:
-        return points(lambda iv: iv.trend(metric).quantile(q) * 1000 if iv.requests else math.nan)
-
-    def per_second(count: Callable[[IntervalStats], float]) -> list[tuple[float, float]]:
-        return points(lambda iv: count(iv) / iv.width if iv.width > 0 else 0.0)
-
-    x = "seconds since start"
+    """Latency percentiles, throughput, VUs and errors over time, and the distribution."""
+    series, x = result.series, "seconds since start"
     latency = {
-        "p50": pct("http_req_duration", 0.5),
-        "p95": pct("http_req_duration", 0.95),
-        "p99": pct("http_req_duration", 0.99),
-        "service p95": pct("http_req_service", 0.95),
+        f"p{round(q * 100)}": _pct(series, "http_req_duration", q) for q in (0.5, 0.95, 0.99)
     }
+    latency["service p95"] = _pct(series, "http_req_service", 0.95)
+    throughput = {"requests/s": _points(series, lambda iv: iv.rps),
+                  "failed/s": _rate(series, lambda iv: iv.failed),
+                  "dropped iterations/s": _rate(series, lambda iv: iv.dropped)}  # fmt: skip
+    vus = {"active VUs": _points(series, lambda iv: iv.vus),
+           "allocated VUs": _points(series, lambda iv: iv.vus_max)}  # fmt: skip
     kinds = sorted({k for iv in series for k in iv.errors})
-    errors = {k: per_second(_error_count(k)) for k in kinds}
+    errors = {k: _rate(series, _error_count(k)) for k in kinds}
     hist = histogram_bins(result.totals.trend("http_req_duration"))
     return [
-        line_chart(
-            latency,
-            title="Latency over time (from the intended send time)",
-            x_label=x,
-            y_label="ms",
-            hlines=_latency_limits(result),
-        ),
-        line_chart(
-            {
-                "requests/s": points(lambda iv: iv.rps),
-                "failed/s": per_second(lambda iv: iv.failed),
-                "dropped iterations/s": per_second(lambda iv: iv.dropped),
-            },
-            title="Throughput",
-            x_label=x,
-            y_label="per second",
-        ),
-        line_chart(
-            {
-                "active VUs": points(lambda iv: iv.vus),
-                "allocated VUs": points(lambda iv: iv.vus_max),
-            },
-            title="Virtual users",
-            x_label=x,
-            y_label="VUs",
-        ),
+        line_chart(latency, title="Latency over time (from the intended send time)", x_label=x,
+                   y_label="ms", hlines=_latency_limits(result)),
+        line_chart(throughput, title="Throughput", x_label=x, y_label="per second"),
+        line_chart(vus, title="Virtual users", x_label=x, y_label="VUs"),
         line_chart(errors, title="Errors by kind", x_label=x, y_label="errors per second"),
-        bar_chart(
-            hist, title="Latency distribution (http_req_duration)", x_label="ms", y_label="requests"
-        ),
-    ]
+        bar_chart(hist, title="Latency distribution (http_req_duration)", x_label="ms",
+                  y_label="requests"),
+    ]  # fmt: skip
 
 
-def html_report(result: RunResult) -> str:
-    """The whole report as one HTML document: facts, thresholds, charts, tables."""
+def _facts(result: RunResult) -> list[tuple[str, object]]:
     meta, totals = result.meta, result.totals
     started = meta.get("started_at")
     when = (
@@ -447,7 +434,7 @@ def html_report(result: RunResult) -> str:
         if started
         else "-"
     )
-    facts = [
+    facts: list[tuple[str, object]] = [
         ("target", meta.get("target", "-")),
         ("started (UTC)", when),
         ("duration", f"{totals.elapsed:.1f} s"),
@@ -460,7 +447,13 @@ def html_report(result: RunResult) -> str:
     ]
     if meta.get("stopped"):
         facts.append(("stopped early", meta["stopped"]))
-    parts = ["<h2>Run</h2>", html_table(["", ""], facts)]
+    return facts
+
+
+def html_report(result: RunResult) -> str:
+    """The whole report as one HTML document: facts, thresholds, charts, tables."""
+    meta, totals = result.meta, result.totals
+    parts = ["<h2>Run</h2>", html_table(["", ""], _facts(result))]
     if result.thresholds:
         parts += [
             "<h2>Thresholds</h2>",

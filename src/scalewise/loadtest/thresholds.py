@@ -182,17 +182,8 @@ def _parse_metric(text: str, source: str, path: str) -> tuple[str, tuple[str, st
 def _parse_item(
     metric: str, tag: tuple[str, str] | None, item: object, source: str, path: str
 ) -> Threshold:
-    options: dict[str, object] = {}
+    options = _object_options(item, source, path) if isinstance(item, Mapping) else {}
     if isinstance(item, Mapping):
-        for key, value in item.items():
-            if key not in _OBJECT_KEYS:
-                raise ScenarioError(
-                    source,
-                    f"{path}.{key}",
-                    "one of threshold, abortOnFail, delayAbortEval, window",
-                    key,
-                )
-            options[_OBJECT_KEYS[key]] = value
         item = options.pop("threshold", None)
     kind = METRICS[metric]
     expected = f"an expression like '{_EXAMPLES[kind]}'"
@@ -221,6 +212,18 @@ def _parse_item(
         metric, agg, op, float(number), item.strip(), tag, float(pct or 0.0), abort,
         _duration(options.get("delay_abort_eval"), source, f"{path}.delayAbortEval") or 0.0, window,
     )  # fmt: skip
+
+
+def _object_options(item: Mapping[str, object], source: str, path: str) -> dict[str, object]:
+    """k6's object form (``threshold``, ``abortOnFail``, ``delayAbortEval``) plus ``window``;
+    snake_case spellings are accepted too."""
+    options: dict[str, object] = {}
+    for key, value in item.items():
+        if key not in _OBJECT_KEYS:
+            expected = "one of threshold, abortOnFail, delayAbortEval, window"
+            raise ScenarioError(source, f"{path}.{key}", expected, key)
+        options[_OBJECT_KEYS[key]] = value
+    return options
 
 
 def _duration(value: object, source: str, path: str) -> float | None:

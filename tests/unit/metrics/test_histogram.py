@@ -473,3 +473,17 @@ def test_record_many_equals_repeated_record() -> None:
     assert many.max == 1e9
     assert many.min == 0.0
     assert math.isclose(many.sum, 0.25 * 7 + 1e9)
+
+
+def test_pack_round_trips_and_is_read_only() -> None:
+    h = Histogram()
+    for i in range(1, 5000):
+        h.record(i * 1e-5)
+    packed = h.pack()
+    back = Histogram.unpack(packed)
+    assert back == h
+    assert back.quantile(0.99) == h.quantile(0.99)
+    assert len(packed) < len(h.freeze()._counts) * 8
+    with pytest.raises(TypeError):
+        back.record(1.0)
+    assert Histogram.unpack(Histogram().pack()).count == 0

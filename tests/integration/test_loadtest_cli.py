@@ -42,7 +42,9 @@ def stalling() -> Iterator[Server]:
 def scalewise(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     argv = [sys.executable, "-c", "from scalewise.cli import main; main()", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
 
 
 def summary(*args: str) -> dict[str, Any]:
@@ -95,7 +97,9 @@ def test_open_model_shows_the_stall_a_closed_loop_hides(stalling: Server) -> Non
 def test_two_segments_merge_to_one_runs_counts(app: Server, tmp_path: Path) -> None:
     args = (f"{app.url}/ok", "--rate", "150", "--duration", "2s", "--quiet")
     for i in (1, 2):
-        done = scalewise("loadtest", *args, "--segment", f"{i}/2", "--out", str(tmp_path / f"{i}.json"))
+        done = scalewise(
+            "loadtest", *args, "--segment", f"{i}/2", "--out", str(tmp_path / f"{i}.json")
+        )
         assert done.returncode == 0, done.stderr
     merged = scalewise("loadtest", "merge", str(tmp_path / "1.json"), str(tmp_path / "2.json"),
                        "--json", "--report", str(tmp_path / "m.html"))  # fmt: skip
@@ -121,8 +125,8 @@ def test_scenario_file_with_data_checks_and_ten_file_upload(app: Server, tmp_pat
 target: {app.url}
 data: users.csv
 requests:
-  - {{name: upload, method: POST, url: /upload, form: {{user: "${{user}}"}}, files: {{doc: {files}}},
-     checks: {{status: 200, body_contains: '"doc"'}}}}
+  - {{name: upload, method: POST, url: /upload, form: {{user: "${{user}}"}},
+     files: {{doc: {files}}}, checks: {{status: 200, body_contains: '"doc"'}}}}
 scenarios:
   batch: {{executor: shared-iterations, vus: 2, iterations: 6}}
 thresholds:
@@ -137,8 +141,20 @@ thresholds:
 def test_ctrl_c_stops_cleanly_and_writes_the_partial_report(app: Server, tmp_path: Path) -> None:
     report = tmp_path / "partial.html"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    argv = [sys.executable, "-c", "from scalewise.cli import main; main()", "loadtest",
-            f"{app.url}/ok", "--vus", "2", "--duration", "60s", "--quiet", "--report", str(report)]
+    argv = [
+        sys.executable,
+        "-c",
+        "from scalewise.cli import main; main()",
+        "loadtest",
+        f"{app.url}/ok",
+        "--vus",
+        "2",
+        "--duration",
+        "60s",
+        "--quiet",
+        "--report",
+        str(report),
+    ]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         time.sleep(3)
@@ -150,3 +166,43 @@ def test_ctrl_c_stops_cleanly_and_writes_the_partial_report(app: Server, tmp_pat
     assert proc.returncode == 130
     assert report.is_file()
     assert b"interrupted" in out
+
+
+@pytest.fixture(scope="module")
+def measured() -> Iterator[Server]:
+    """The Starlette test app with ScalewiseMiddleware: it serves /health/scaling."""
+    port = free_port()
+    server = Server(uvicorn_argv("starlette_app:app", port), port,
+                    env={"SCALEWISE_MULTIPROCESS_DIR": "off"})  # fmt: skip
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def test_soak_reports_memory_growth_and_latency_drift(measured: Server) -> None:
+    doc = summary(f"{measured.url}/", "--preset", "soak", "--rate", "50", "--duration", "5s",
+                  "--poll-every", "1s")  # fmt: skip
+    soak = doc["meta"]["findings"]["soak"]
+    assert soak.get("memory_samples", 0) >= 3, soak
+    assert soak["memory_growth_mb_per_hour"] is not None
+    assert soak["latency_drift_ms_per_hour"] is not None
+
+
+def test_soak_against_a_service_without_scalewise_says_so(app: Server) -> None:
+    doc = summary(f"{app.url}/ok", "--preset", "soak", "--rate", "20", "--duration", "2s",
+                  "--poll-every", "1s")  # fmt: skip
+    soak = doc["meta"]["findings"]["soak"]
+    assert soak["memory_growth_mb_per_hour"] is None
+    assert "/health/scaling" in soak["memory_note"]
+
+
+def test_stress_stops_at_the_breaking_point(app: Server) -> None:
+    # /slow?ms=300 with at most 20 VUs saturates near 66 req/s; the ramp to 400/s breaks it.
+    doc = summary(f"{app.url}/slow?ms=300", "--preset", "stress", "--rate", "400",
+                  "--duration", "20s", "--vus", "20")  # fmt: skip
+    point = doc["meta"]["findings"]["breaking_point"]
+    assert doc["meta"]["stopped"].startswith("breaking point")
+    assert point["offered_rps"] < 400
+    assert doc["meta"]["duration"] < 20

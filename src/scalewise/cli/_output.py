@@ -144,7 +144,8 @@ class LoadProgress:
         self.planned = max((ex.start_time + ex.duration for ex in plan.executors), default=0.0)
         self.every = every
         self.count = 0
-        self.live = Live(console=err, refresh_per_second=4, transient=True) if err.is_terminal else None
+        live = Live(console=err, refresh_per_second=4, transient=True)
+        self.live = live if err.is_terminal else None
 
     def __enter__(self) -> LoadProgress:
         if self.live is not None:
@@ -155,7 +156,9 @@ class LoadProgress:
         if self.live is not None:
             self.live.__exit__(None, None, None)
 
-    def line(self, elapsed: float, rps: float, vus: int, p95: float, errors: float, extra: str = "") -> str:
+    def line(
+        self, elapsed: float, rps: float, vus: int, p95: float, errors: float, extra: str = ""
+    ) -> str:
         share = min(1.0, elapsed / self.planned) if self.planned else 1.0
         bar = "█" * int(share * 20) + "·" * (20 - int(share * 20))
         left = max(0.0, self.planned - elapsed)
@@ -178,4 +181,3 @@ class LoadProgress:
             self.live.update(text)
         elif self.count % self.every == 0:
             err.print(text, highlight=False)
-

@@ -153,6 +153,15 @@ def _header(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
     metavar="i/n",
     help="Run part i of n of the scenario (one per machine; merge after).",
 )
+@click.option(
+    "--poll-every",
+    "soak_poll",
+    callback=_duration,
+    default="30s",
+    show_default=True,
+    metavar="TIME",
+    help="Soak preset: how often to read the target's /health/scaling.",
+)
 @click.option("--seed", type=int, help="Seed for think times and random data rows.")
 @click.option("--quiet", is_flag=True, help="No live progress.")
 @click.option("--start-at", type=float, hidden=True)

@@ -43,23 +43,26 @@ class ScalingPoller:
         start = perf_counter()
         async with httpx.AsyncClient(timeout=5.0) as client:
             while not stop.is_set() and perf_counter() - start < limit:
-                rss = await self._sample(client, url)
-                if rss is None and not self.samples:
+                found, rss = await self._sample(client, url)
+                if not found:
                     return  # not a scalewise service: one clear note, no more traffic
                 if rss is not None and len(self.samples) < MAX_SAMPLES:
                     self.samples.append((perf_counter() - start, rss))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.every)
 
-    async def _sample(self, client: httpx.AsyncClient, url: str) -> float | None:
+    async def _sample(self, client: httpx.AsyncClient, url: str) -> tuple[bool, float | None]:
+        """(is it scalewise's document, the RSS in it — None until the service has sampled)."""
         try:
             response = await client.get(url)
-            rss = response.json()["process"]["rss_bytes"] if response.status_code == 200 else None
+            process = response.json()["process"] if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            rss = None
-        if rss is None and self.problem is None:
+            process = None
+        if not isinstance(process, dict):
             self.problem = f"{url} did not answer with scalewise's scaling document"
-        return float(rss) if isinstance(rss, (int, float)) else None
+            return False, None
+        rss = process.get("rss_bytes")
+        return True, float(rss) if isinstance(rss, (int, float)) and rss > 0 else None
 
 
 def slope_per_hour(points: Sequence[tuple[float, float]]) -> float | None:

@@ -6,7 +6,8 @@ Three reasons to stop early, each stated in the result's ``stopped`` field:
 - a *breaking point* (``break_when``, the stress preset): a condition such as
   ``http_req_failed: rate>0.05`` held over the last ``break_window`` seconds. A break condition
   is a threshold read the other way round — "stop when this holds" — so it is judged as the
-  threshold with the opposite operator, by the same code;
+  threshold with the opposite operator, by the same code. More than 5 % of arrivals dropped
+  over the window (every VU busy) is a breaking point too;
 - the target stopped accepting connections: every one of the last requests (20 or more) was
   refused, so the run ends with one clear message instead of thousands of errors.
 """
@@ -29,6 +30,9 @@ _OPPOSITE: Final = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "===
 #: Requests in a row that must all be refused before the target counts as gone.
 UNREACHABLE_AFTER: Final = 20
 _UNREACHABLE: Final = ("refused", "dns")
+#: With break conditions set, arrivals that find every VU busy also mark a breaking point: the
+#: service holds requests so long that the generator's VU cap, not the rate, limits the load.
+DROPPED_BREAK: Final = 0.05
 
 
 class Watch:
@@ -56,8 +60,14 @@ class Watch:
             live = RunResult({}, Totals(), list(self.recent), p.interval.width)
             broken = should_abort(self.breaks, live, p.elapsed)
             if broken:
-                self.breaking_point = self._describe(broken[0], p)
-                return f"breaking point: {broken[0].metric} {broken[0].expression}"
+                condition = f"{broken[0].metric} {broken[0].expression}"
+                self.breaking_point = self._describe(condition, broken[0].observed, p)
+                return f"breaking point: {condition}"
+            dropped = self._dropped_share()
+            if dropped is not None:
+                condition = f"dropped_iterations above {DROPPED_BREAK:.0%} of arrivals"
+                self.breaking_point = self._describe(condition, dropped, p)
+                return f"breaking point: {condition} (every VU busy: responses too slow)"
         if self.abort:
             totals = p.recorder.totals()
             live = RunResult({}, totals, p.recorder.series, p.interval.width)
@@ -73,15 +83,23 @@ class Watch:
             return f"target unreachable: the last {self.refused_run} requests were refused"
         return None
 
-    def _describe(self, outcome: Any, p: Progress) -> dict[str, Any]:
+    def _dropped_share(self) -> float | None:
+        """Share of arrivals dropped over the break window, once the window is full."""
+        if len(self.recent) < (self.recent.maxlen or 1):
+            return None
+        arrivals = sum(iv.requests + iv.dropped for iv in self.recent)
+        share = sum(iv.dropped for iv in self.recent) / arrivals if arrivals else 0.0
+        return share if share > DROPPED_BREAK else None
+
+    def _describe(self, condition: str, observed: float, p: Progress) -> dict[str, Any]:
         """Where it broke: the offered load then, and what the target still delivered."""
         window = self.recent[0]
         for iv in list(self.recent)[1:]:
             window = window.combine(iv, concurrent=False)
         out: dict[str, Any] = {
             "at_seconds": round(p.elapsed, 1),
-            "condition": f"{outcome.metric} {outcome.expression}",
-            "observed": round(outcome.observed, 4),
+            "condition": condition,
+            "observed": round(observed, 4),
             "achieved_rps": round(window.rps, 1),
             "p95_ms": round(window.trend("http_req_duration").quantile(0.95) * 1000, 1),
             "error_rate": round(window.failed / window.requests, 4) if window.requests else None,

@@ -26,7 +26,19 @@ from scalewise.metrics.histogram import Histogram
 from scalewise.metrics.windows import IntervalSnapshot
 from scalewise.store.sqlite import SQLiteStore
 
-COMMANDS = ("demo", "status", "check-config", "init", "watch", "replay", "export-rules", "cost")
+COMMANDS = (
+    "demo",
+    "status",
+    "check-config",
+    "init",
+    "watch",
+    "replay",
+    "export-rules",
+    "cost",
+    "loadtest",
+    "plan",
+    "fit",
+)
 STEP = 10.0
 
 

@@ -4,7 +4,7 @@ The bar (issue 5): the predicted throughput at 16 and 32 is within 15 % of the m
 service is the bundled demo (uvicorn, one worker) with the demo's request mix; the load comes
 from scalewise's own load tester, closed model, one step per level. Everything on 127.0.0.1.
 
-    PYTHONPATH=src python benchmarks/capacity_prediction.py [--step-duration 6] [--json]
+    PYTHONPATH=src python benchmarks/capacity_prediction.py [--step-duration 10] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ BAR = 0.15
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step-duration", type=float, default=6.0)
+    parser.add_argument("--step-duration", type=float, default=10.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -24,4 +25,15 @@ def store_url() -> Decorator:
         "store_url",
         default=None,
         help="History store URL (default: store.url, else sqlite:///scalewise.db).",
+    )
+
+
+def as_json(help_text: str) -> Decorator:
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def output_file(name: str, metavar: str, help_text: str) -> Decorator:
+    """``--report FILE.html`` / ``--out FILE.json``: a file the command writes."""
+    return click.option(
+        name, type=click.Path(dir_okay=False, path_type=Path), metavar=metavar, help=help_text
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from scalewise.cli import _output
+from scalewise.cli import _options, _output
 from scalewise.units import parse_duration
 
 _EXAMPLES = """
@@ -121,24 +121,11 @@ def _header(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...
 )
 @click.option("--body", metavar="TEXT", help="Request body for a URL target.")
 @click.option("--url", metavar="URL", help="Override the scenario file's target URL.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option(
-    "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.html",
-    help="Write a self-contained HTML report with charts.",
-)
-@click.option(
-    "--jsonl",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE",
-    help="Stream one JSON line per interval (time series).",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.json",
-    help="Save the full result (for 'loadtest merge' and 'plan --from').",
+@_options.as_json("Print the summary as JSON.")
+@_options.output_file("--report", "FILE.html", "Write a self-contained HTML report with charts.")
+@_options.output_file("--jsonl", "FILE", "Stream one JSON line per interval (time series).")
+@_options.output_file(
+    "--out", "FILE.json", "Save the full result (for 'loadtest merge' and 'plan --from')."
 )
 @click.option(
     "--processes",
@@ -196,19 +183,9 @@ def run_command(
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the merged summary as JSON.")
-@click.option(
-    "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.html",
-    help="Write the merged HTML report.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.json",
-    help="Save the merged result.",
-)
+@_options.as_json("Print the merged summary as JSON.")
+@_options.output_file("--report", "FILE.html", "Write the merged HTML report.")
+@_options.output_file("--out", "FILE.json", "Save the merged result.")
 def merge_command(
     files: tuple[Path, ...], as_json: bool, report: Path | None, out: Path | None
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from scalewise.cli import _output
+from scalewise.cli import _options, _output
 from scalewise.units import format_duration, parse_duration, parse_percent
 
 _EXAMPLES = """
@@ -127,19 +127,11 @@ def _share(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Plan from a saved result (plan --out, or loadtest --out) instead of a run.",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.json",
-    help="Save the measured steps (for --from).",
+@_options.output_file("--out", "FILE.json", "Save the measured steps (for --from).")
+@_options.output_file(
+    "--report", "FILE.html", "Write the HTML report: points, fitted curve, SLO line, plan table."
 )
-@click.option(
-    "--report",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="FILE.html",
-    help="Write the HTML report: points, fitted curve, SLO line, plan table.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@_options.as_json("Print the plan as JSON.")
 def plan(url: str | None, slo: str, from_file: Path | None, out: Path | None,
          report: Path | None, as_json: bool, **opts: Any) -> None:  # fmt: skip
     """Measure URL step by step, fit the USL, and size every plan for a target load and SLO."""

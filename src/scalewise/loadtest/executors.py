@@ -115,28 +115,9 @@ class RampingVus(Executor):
 
 
 @dataclass(frozen=True, slots=True)
-class SharedIterations(Executor):
-    kind: ClassVar[str] = "shared-iterations"
-    vus: int = 1
-    iterations: int = 1
-    max_duration: float = DEFAULT_MAX_DURATION
+class _Iterations(Executor):
+    """Shared by the two iteration-count executors: VUs, a count, and a time limit."""
 
-    @property
-    def duration(self) -> float:
-        return self.max_duration
-
-    @property
-    def local_vus(self) -> int:
-        return min(self.segment.share(self.vus), self.local_iterations) or 0
-
-    @property
-    def local_iterations(self) -> int:
-        return self.segment.share(self.iterations)
-
-
-@dataclass(frozen=True, slots=True)
-class PerVuIterations(Executor):
-    kind: ClassVar[str] = "per-vu-iterations"
     vus: int = 1
     iterations: int = 1
     max_duration: float = DEFAULT_MAX_DURATION
@@ -148,6 +129,28 @@ class PerVuIterations(Executor):
     @property
     def local_vus(self) -> int:
         return self.segment.share(self.vus)
+
+
+@dataclass(frozen=True, slots=True)
+class SharedIterations(_Iterations):
+    """``iterations`` in all, taken by whichever VU is free."""
+
+    kind: ClassVar[str] = "shared-iterations"
+
+    @property
+    def local_vus(self) -> int:
+        return min(self.segment.share(self.vus), self.local_iterations)
+
+    @property
+    def local_iterations(self) -> int:
+        return self.segment.share(self.iterations)
+
+
+@dataclass(frozen=True, slots=True)
+class PerVuIterations(_Iterations):
+    """``iterations`` for each VU."""
+
+    kind: ClassVar[str] = "per-vu-iterations"
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from scalewise.guard.cache import (
     _duration,
     _size,
 )
+from scalewise.metrics.recorder import SCOPE_KEY
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
 
 _SOURCE: Final = "ResponseCacheMiddleware"
@@ -58,6 +59,9 @@ class CachedResponse:
 
 class ResponseCacheMiddleware:
     """Cache GET/HEAD responses of the listed routes; coalesce identical in-flight requests.
+
+    Counts (``<metric_prefix>_hits``, ``_misses``, ``_coalesced``, …) go to ``recorder``, or,
+    without one, to the recorder an outer ``ScalewiseMiddleware`` puts in the scope.
 
     Example:
         >>> from starlette.applications import Starlette
@@ -94,12 +98,14 @@ class ResponseCacheMiddleware:
         self.max_entry_bytes = _size(_SOURCE, "max_entry_bytes", max_entry_bytes)
         self.timeout = _duration(_SOURCE, "timeout", timeout, positive=True)
         self.header = header.lower().encode("latin-1")
+        # Without a recorder the cache counts into the scope's, bound per cached request.
+        self._scope_sink = _ScopeSink() if recorder is None else None
         self.cache: TTLCache[CachedResponse] = TTLCache(
             ttl=default_ttl,
             max_entries=max_entries,
             max_bytes=max_bytes,
             clock=clock,
-            recorder=recorder,
+            recorder=recorder or self._scope_sink,
             metric_prefix=metric_prefix,
             source=_SOURCE,
         )
@@ -114,6 +120,9 @@ class ResponseCacheMiddleware:
         if ttl is None or who is None:
             await self.app(scope, receive, send)
             return
+        sink = self._scope_sink
+        if sink is not None:
+            sink.bind(scope)
         key = self._key(scope, who)
         found = self.cache.lookup(key)
         if found.state is State.FRESH and found.value is not None:
@@ -200,6 +209,28 @@ class ResponseCacheMiddleware:
             elif lname == b"content-length" and not _within(value, self.max_entry_bytes):
                 return False
         return True
+
+
+class _ScopeSink:
+    """Forwards the cache's counts to the recorder last seen in a cached request's scope.
+
+    Every request through one ``ScalewiseMiddleware`` carries the same recorder, so the
+    binding stays right across the awaits between a lookup and the store that follows it.
+    """
+
+    __slots__ = ("target",)
+
+    def __init__(self) -> None:
+        self.target: CountSink | None = None
+
+    def bind(self, scope: Scope) -> None:
+        target = scope.get(SCOPE_KEY)
+        if target is not None:
+            self.target = target
+
+    def count(self, counter: str, n: float = 1) -> None:
+        if self.target is not None:
+            self.target.count(counter, n)
 
 
 def _within(length: bytes, limit: int) -> bool:

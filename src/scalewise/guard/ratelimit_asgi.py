@@ -17,12 +17,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from scalewise.guard.identity import Identity, IdentityResolver
 from scalewise.guard.ratelimit import Decision, RateLimiter, decision_headers, refusal
+from scalewise.metrics.recorder import SCOPE_KEY
 from scalewise.options import EndpointPaths
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from scalewise.guard.cache import CountSink
+
+#: Recorder counters: 429s, 503s while the backend is down (fail closed), and rejected JWTs.
+RATE_LIMITED_COUNTER: Final = "guard_rate_limited"
+UNAVAILABLE_COUNTER: Final = "guard_rate_limit_unavailable"
+INVALID_TOKEN_COUNTER: Final = "guard_invalid_token"
 
 
 class RateLimitMiddleware:
@@ -36,6 +45,9 @@ class RateLimitMiddleware:
         headers: add ``RateLimit-Policy``/``RateLimit`` to admitted responses.
         paths: scalewise's endpoints, exempt from limiting.
         exempt: further path prefixes never limited (static files, webhooks).
+        recorder: counts ``guard_rate_limited``, ``guard_rate_limit_unavailable`` and
+            ``guard_invalid_token``; default: the one an outer ``ScalewiseMiddleware`` puts
+            in the scope.
     """
 
     def __init__(
@@ -47,6 +59,7 @@ class RateLimitMiddleware:
         headers: bool = True,
         paths: EndpointPaths | None = None,
         exempt: Sequence[str] = (),
+        recorder: CountSink | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
@@ -54,6 +67,7 @@ class RateLimitMiddleware:
         self.headers = headers
         self.exempt_exact = frozenset((paths or EndpointPaths()).all())
         self.exempt_prefixes = tuple(exempt)
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._exempt(scope.get("path", "")):
@@ -61,10 +75,12 @@ class RateLimitMiddleware:
             return
         identity = self.resolver.resolve(scope)
         if identity.kind == "invalid":
+            self._count(scope, INVALID_TOKEN_COUNTER)
             await _respond(send, 401, {"error": "invalid_token"}, [("www-authenticate", "Bearer")])
             return
         decision = await self._check(scope, identity)
         if not decision.allowed:
+            self._count(scope, UNAVAILABLE_COUNTER if decision.degraded else RATE_LIMITED_COUNTER)
             await _respond(send, *refusal(decision))
             return
         if not self.headers or decision.degraded:
@@ -78,6 +94,11 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def _count(self, scope: Scope, counter: str) -> None:
+        recorder = self.recorder or scope.get(SCOPE_KEY)
+        if recorder is not None:
+            recorder.count(counter)
 
     def _exempt(self, path: str) -> bool:
         return path in self.exempt_exact or (

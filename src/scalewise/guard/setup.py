@@ -65,7 +65,7 @@ def guard(
         )  # fmt: skip
         app = RateLimitMiddleware(
             app, limiter, resolver=resolver, headers=g.rate_limit_headers, paths=paths,
-            exempt=g.rate_limit_exempt,
+            exempt=g.rate_limit_exempt, recorder=recorder,
         )  # fmt: skip
     return app
 

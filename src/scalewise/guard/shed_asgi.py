@@ -28,7 +28,7 @@ from scalewise.guard.concurrency import (
     Outcome,
 )
 from scalewise.guard.timeouts import json_body
-from scalewise.metrics.recorder import Recorder
+from scalewise.metrics.recorder import SCOPE_KEY, Recorder
 from scalewise.options import EndpointPaths
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,7 +67,8 @@ class LoadShedMiddleware:
         exempt: further exact paths never limited (e.g. ``/livez``).
         limiter: share one :class:`ConcurrencyLimiter` instead of ``limit``/``max_queue``/….
         recorder: a :class:`~scalewise.Recorder` that counts ``guard_shed``,
-            ``guard_shed_queue_timeout`` and ``guard_queued``.
+            ``guard_shed_queue_timeout`` and ``guard_queued``; default: the one an outer
+            ``ScalewiseMiddleware`` puts in the scope.
 
     Example:
         >>> from starlette.applications import Starlette
@@ -125,10 +126,10 @@ class LoadShedMiddleware:
             return
         limiter = self.limiter
         admission = limiter.try_acquire() if limiter.max_queue == 0 else await limiter.wait()
-        if admission.queued and self.recorder is not None:
-            self.recorder.count(QUEUED_COUNTER)
+        if admission.queued:
+            _count(self.recorder or scope.get(SCOPE_KEY), QUEUED_COUNTER)
         if not admission.admitted:
-            await self._refuse(send, admission)
+            await self._refuse(scope, send, admission)
             return
         if not self._learns:
             try:
@@ -157,10 +158,10 @@ class LoadShedMiddleware:
             raise
         self.limiter.release(admission, dropped=status in _OVERLOAD_STATUSES)
 
-    async def _refuse(self, send: Send, admission: Admission) -> None:
+    async def _refuse(self, scope: Scope, send: Send, admission: Admission) -> None:
         timed_out = admission.outcome is Outcome.TIMED_OUT
-        if self.recorder is not None:
-            self.recorder.count(SHED_TIMEOUT_COUNTER if timed_out else SHED_COUNTER)
+        recorder = self.recorder or scope.get(SCOPE_KEY)
+        _count(recorder, SHED_TIMEOUT_COUNTER if timed_out else SHED_COUNTER)
         start, body = self._refusals[timed_out]
         # Copies: middleware further out may add headers to the message it is given.
         await send({**start, "headers": list(start["headers"])})
@@ -183,6 +184,11 @@ class LoadShedMiddleware:
         ]
         start = {"type": "http.response.start", "status": 503, "headers": headers}
         return start, {"type": "http.response.body", "body": body}
+
+
+def _count(recorder: Recorder | None, counter: str) -> None:
+    if recorder is not None:
+        recorder.count(counter)
 
 
 def _exempt_paths(paths: EndpointPaths, exempt: Iterable[str]) -> frozenset[str]:

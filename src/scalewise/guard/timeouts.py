@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from scalewise.errors import ConfigError, ScalewiseError
 from scalewise.guard.concurrency import seconds_option
-from scalewise.metrics.recorder import Recorder
+from scalewise.metrics.recorder import SCOPE_KEY, Recorder
 from scalewise.types import ASGIApp, Environ, Message, Receive, Scope, Send, StartResponse, WSGIApp
 from scalewise.units import SIZE_EXPECTED, parse_size
 
@@ -216,7 +216,8 @@ class TimeoutMiddleware:
         timeout: seconds or a duration (``"30s"``); measured from when the request reaches
             this middleware, so place it inside the load shedder to exclude queue waits.
         exclude: path prefixes without a timeout (server-sent events, long polls).
-        recorder: counts ``guard_request_timeouts`` on a :class:`~scalewise.Recorder`.
+        recorder: counts ``guard_request_timeouts`` on a :class:`~scalewise.Recorder`;
+            default: the one an outer ``ScalewiseMiddleware`` puts in the scope.
 
     Example:
         >>> from starlette.applications import Starlette
@@ -263,8 +264,9 @@ class TimeoutMiddleware:
 
     async def _timed_out(self, scope: Scope, responding: _Responding, send: Send) -> None:
         self.timed_out += 1
-        if self.recorder is not None:
-            self.recorder.count("guard_request_timeouts")
+        recorder = self.recorder or scope.get(SCOPE_KEY)
+        if recorder is not None:
+            recorder.count("guard_request_timeouts")
         if not responding.started:
             payload = {"error": "timeout", "detail": "the request took too long"}
             await send_json(send, 504, {**payload, "timeout": self.timeout})
@@ -282,10 +284,22 @@ class TimeoutMiddleware:
 class _BodyGuard:
     """Per-request state of :class:`BodyLimitMiddleware` for bodies without a length."""
 
-    __slots__ = ("exceeded", "middleware", "receive_", "refused", "remaining", "send_", "started")
+    __slots__ = (
+        "exceeded",
+        "middleware",
+        "receive_",
+        "refused",
+        "remaining",
+        "scope",
+        "send_",
+        "started",
+    )
 
-    def __init__(self, middleware: BodyLimitMiddleware, receive: Receive, send: Send) -> None:
+    def __init__(
+        self, middleware: BodyLimitMiddleware, receive: Receive, send: Send, scope: Scope
+    ) -> None:
         self.middleware = middleware
+        self.scope = scope
         self.remaining = middleware.max_body
         self.receive_ = receive
         self.send_ = send
@@ -316,7 +330,7 @@ class _BodyGuard:
     async def refuse(self) -> None:
         if not self.started:
             self.started = self.refused = True
-            await self.middleware.reject(self.send_)
+            await self.middleware.reject(self.send_, self.scope)
 
 
 class BodyLimitMiddleware:
@@ -326,7 +340,8 @@ class BodyLimitMiddleware:
         app: the ASGI app.
         max_body: bytes or a size (``"10MB"``, ``"512KiB"``).
         exclude: path prefixes without a limit (an upload endpoint with its own).
-        recorder: counts ``guard_body_too_large`` on a :class:`~scalewise.Recorder`.
+        recorder: counts ``guard_body_too_large`` on a :class:`~scalewise.Recorder`;
+            default: the one an outer ``ScalewiseMiddleware`` puts in the scope.
     """
 
     def __init__(
@@ -356,11 +371,11 @@ class BodyLimitMiddleware:
                 payload = {"error": "bad_request", "detail": "Content-Length is not a number"}
                 await send_json(send, 400, payload, [(b"connection", b"close")])
             elif length > self.max_body:
-                await self.reject(send)
+                await self.reject(send, scope)
             else:  # the server's HTTP framing stops the body at its declared length
                 await self.app(scope, receive, send)
             return
-        guard = _BodyGuard(self, receive, send)
+        guard = _BodyGuard(self, receive, send, scope)
         try:
             await self.app(scope, guard.receive, guard.send)
         except BodyTooLarge:
@@ -370,11 +385,12 @@ class BodyLimitMiddleware:
         if guard.exceeded:  # the app swallowed the exception
             await guard.refuse()
 
-    async def reject(self, send: Send) -> None:
+    async def reject(self, send: Send, scope: Scope | None = None) -> None:
         """413, and close the connection: the rest of the body is not worth reading."""
         self.rejected += 1
-        if self.recorder is not None:
-            self.recorder.count("guard_body_too_large")
+        recorder = self.recorder or (scope.get(SCOPE_KEY) if scope is not None else None)
+        if recorder is not None:
+            recorder.count("guard_body_too_large")
         payload = {
             "error": "body_too_large",
             "detail": f"request body exceeds {self.max_body} bytes",

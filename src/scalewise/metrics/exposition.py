@@ -8,8 +8,8 @@ conventions (base units, ``_total`` counters, ``_seconds`` and ``_bytes``), so
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
 
 from scalewise.metrics.series import BucketCounts
 
@@ -18,6 +18,26 @@ if TYPE_CHECKING:
     from scalewise.metrics.process import ContainerLimits
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+#: Recorder counter → (guard, event). Only these are rendered, so label sets stay bounded
+#: whatever else is counted; one family per component with an ``event`` label keeps the
+#: catalog open to new events without new metric names.
+GUARD_EVENTS: Final[Mapping[str, tuple[str, str]]] = {
+    "guard_shed": ("shed", "queue_full"),
+    "guard_shed_queue_timeout": ("shed", "queue_timeout"),
+    "guard_queued": ("shed", "queued"),
+    "guard_rate_limited": ("rate_limit", "rejected"),
+    "guard_rate_limit_unavailable": ("rate_limit", "unavailable"),
+    "guard_invalid_token": ("rate_limit", "invalid_token"),
+    "guard_request_timeouts": ("timeout", "timed_out"),
+    "guard_body_too_large": ("body_limit", "rejected"),
+}
+#: Cache name (the counters' prefix) → its events: TTLCache's, plus the Coalescer's for ``cache``.
+_TTL_EVENTS: Final = ("hits", "stale_hits", "misses", "coalesced", "evictions", "expirations")
+CACHE_EVENTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "cache": (*_TTL_EVENTS, "rejected", "calls", "errors", "timeouts"),
+    "response_cache": (*_TTL_EVENTS, "rejected"),
+}
 
 
 def _escape(value: str) -> str:
@@ -125,8 +145,53 @@ def render(view: FleetView, limits: ContainerLimits | None = None) -> str:
     out += _gauge(
         "scalewise_workers", "Live workers merged into this scrape.", float(len(view.workers))
     )
+    out += _guards(counters)
     out += _process(view.gauges, limits, view.exited_cpu_seconds)
     return "\n".join(out) + "\n"
+
+
+def guard_counts(counters: Mapping[str, float]) -> dict[str, dict[str, int]]:
+    """Every known guard and cache event's count (zeros included): component → event → n."""
+    out: dict[str, dict[str, int]] = {}
+    for counter, (guard, event) in GUARD_EVENTS.items():
+        out.setdefault(guard, {})[event] = int(counters.get(counter, 0))
+    for cache, events in CACHE_EVENTS.items():
+        out[cache] = {e: int(counters.get(f"{cache}_{e}", 0)) for e in events}
+    return out
+
+
+def _guards(counters: Mapping[str, float]) -> list[str]:
+    """Known series only; a guard or cache shows (all its events, zeros included) from its
+    first count on, so apps without guards keep their scrape as it was."""
+    guards = [
+        (("guard", guard), event, counters.get(counter, 0))
+        for counter, (guard, event) in GUARD_EVENTS.items()
+        if any(c in counters for c, (g, _) in GUARD_EVENTS.items() if g == guard)
+    ]
+    caches = [
+        (("cache", cache), event, counters.get(f"{cache}_{event}", 0))
+        for cache, events in CACHE_EVENTS.items()
+        if any(f"{cache}_{e}" in counters for e in events)
+        for event in events
+    ]
+    out: list[str] = []
+    for name, rows, help_text in (
+        (
+            "scalewise_guard_events_total",
+            guards,
+            "Requests queued, refused or cut short by scalewise's guards, by guard and event.",
+        ),
+        (
+            "scalewise_cache_events_total",
+            caches,
+            "Cache lookups, coalesced waits, removals and coalesced calls, by cache and event.",
+        ),
+    ):
+        if rows:
+            out += _header(name, "counter", help_text)
+            for who, event, n in rows:
+                out.append(f"{name}{_labels([who, ('event', event)])} {_number(n)}")
+    return out
 
 
 def _sum(gauges: Iterable[dict[str, float]], key: str) -> float | None:

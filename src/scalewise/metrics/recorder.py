@@ -32,6 +32,9 @@ KNOWN_METHODS: Final = frozenset(
 )
 STATUS_CLASSES: Final = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 BATCH: Final = 256
+#: ASGI scope key under which ``ScalewiseMiddleware`` hands its recorder to inner middleware
+#: (the guards), which are built before the monitor exists and so cannot be given it.
+SCOPE_KEY: Final = "scalewise.recorder"
 
 logger = logging.getLogger("scalewise")
 _Pending = tuple[str, str, int, float, float, "float | None", "float | None", bool]

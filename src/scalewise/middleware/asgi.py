@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from scalewise.metrics.monitor import Monitor
-from scalewise.metrics.recorder import UNMATCHED_ROUTE
+from scalewise.metrics.recorder import SCOPE_KEY, UNMATCHED_ROUTE
 from scalewise.middleware import endpoints
 from scalewise.middleware._queue import HEADERS as QUEUE_HEADERS
 from scalewise.middleware._queue import parse_request_start
@@ -76,6 +76,7 @@ class ScalewiseMiddleware:
         if handler is not None:
             await self._serve(handler, send)
             return
+        scope[SCOPE_KEY] = self.recorder  # inner guards count into it (see guard/setup.py)
         if self.exclude and path.startswith(self.exclude):
             await self.app(scope, receive, send)
             return

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from scalewise.metrics.exposition import CONTENT_TYPE, render
+from scalewise.metrics.exposition import CONTENT_TYPE, guard_counts, render
 from scalewise.metrics.monitor import FleetView, Monitor
 from scalewise.metrics.windows import LatencySummary, combine, route_table
 from scalewise.options import EndpointPaths
@@ -156,6 +156,8 @@ def scaling_document(monitor: Monitor) -> dict[str, Any]:
             "top": route_table(route_snaps, route_covered, monitor.options.top_routes),
         },
         "process": _process(view, monitor),
+        # Guard and cache events since start, all workers (docs/metrics.md, "Guard counters").
+        "guards": guard_counts(view.series.counters),
         "instance": monitor.profile.to_dict(),
         # Present when the app evaluates a policy (scalewise.yaml policy:); null otherwise.
         "policy": view.policy,

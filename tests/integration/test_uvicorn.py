@@ -75,8 +75,14 @@ def test_streaming_time_to_first_byte_and_total(uvicorn_server) -> None:
     with httpx.Client(base_url=uvicorn_server.url) as client:
         body = client.get("/stream", params={"chunks": "4", "delay": "0.05"}).text
         assert body.count("chunk") == 4
-        doc = client.get("/health/scaling").json()
-    one = doc["windows"]["1m"]
+        # The stream is recorded when its last send returns, which can be just after the client
+        # has read it: the next request may overtake that bookkeeping by a few microseconds.
+        deadline = time.monotonic() + 2
+        while True:
+            one = client.get("/health/scaling").json()["windows"]["1m"]
+            if one["requests"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
     assert one["latency"]["max"] >= 0.19  # four chunks, 50 ms apart
     assert one["ttfb"]["max"] < 0.1  # the first chunk left at once
 

@@ -229,3 +229,22 @@ def test_preflight_fails_fast_on_a_closed_port() -> None:
     port = free_port()
     with pytest.raises(LoadTestError, match=f"cannot reach .*127.0.0.1:{port}.*running"):
         asyncio.run(preflight(f"http://127.0.0.1:{port}/", 2.0))
+
+
+def test_several_scenarios_run_together_from_their_start_times() -> None:
+    raw = {
+        "target": "http://127.0.0.1:9",
+        "requests": [{"url": "/"}],
+        "scenarios": {
+            "early": {"executor": "per-vu-iterations", "vus": 1, "iterations": 5},
+            "late": {"executor": "constant-arrival-rate", "rate": 20, "duration": "0.5s",
+                     "preAllocatedVUs": 2, "startTime": "0.5s"},
+        },
+    }  # fmt: skip
+    plan = plan_from_dict(raw, source="test")
+    started = perf_counter()
+    result = run(Runner(plan, transport=MockTransport(delayed(0.001))), handle_signals=False)
+    assert perf_counter() - started >= 0.9  # the late one began at 0.5 s and ran 0.5 s
+    scenarios = result.totals.scenarios
+    assert (scenarios["early"].requests, scenarios["late"].requests) == (5, 10)
+    assert [s["name"] for s in result.meta["scenarios"]] == ["early", "late"]

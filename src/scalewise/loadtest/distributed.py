@@ -102,9 +102,10 @@ def _follow(
                 raise LoadTestError("load processes did not finish in time; stopped them")
             time.sleep(0.5)
             latest = [_last_interval(tmp / f"part-{i}.jsonl") for i in range(count)]
-            if progress is not None and all(latest):
-                iv = latest[0]
-                for other in latest[1:]:
+            ready = [iv for iv in latest if iv is not None]
+            if progress is not None and len(ready) == count:
+                iv = ready[0]
+                for other in ready[1:]:
                     iv = iv.combine(other, concurrent=True)
                 p95 = iv.trend("http_req_duration").quantile(0.95) if iv.requests else 0.0
                 errors = iv.failed / iv.requests if iv.requests else 0.0

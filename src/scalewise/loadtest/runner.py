@@ -27,6 +27,7 @@ from scalewise.errors import LoadTestError
 from scalewise.loadtest.client import HttpClient, Transport
 from scalewise.loadtest.executors import (
     ArrivalRate,
+    ConstantVus,
     Executor,
     PerVuIterations,
     RampingVus,
@@ -214,7 +215,7 @@ class Runner:
         if isinstance(ex, RampingVus):
             spawn(ex.target_vus(0.0))
             await self._ramp(ex, start, spawn, running)
-        else:
+        elif isinstance(ex, ConstantVus | SharedIterations | PerVuIterations):
             spawn(ex.local_vus)
         await self._finish(list(running), deadline + ex.graceful_stop)
 

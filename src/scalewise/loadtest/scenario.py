@@ -33,7 +33,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 
 from scalewise.errors import ScenarioError
-from scalewise.loadtest.executors import EXECUTORS, Executor, Stage
+from scalewise.loadtest.executors import (
+    ConstantArrivalRate,
+    ConstantVus,
+    Executor,
+    PerVuIterations,
+    RampingArrivalRate,
+    RampingVus,
+    SharedIterations,
+    Stage,
+)
 from scalewise.loadtest.requests import Checks, RequestSpec, ThinkTime
 from scalewise.units import parse_duration
 
@@ -290,14 +299,16 @@ def _executor(name: str, ex: ExecutorModel, source: str) -> Executor:
         "exec": ex.exec,
     }
     stages = tuple(Stage(s.duration, s.target) for s in ex.stages or ())
-    cls = EXECUTORS[ex.executor]
     if ex.executor == "constant-vus":
-        return cls(**common, vus=ex.vus or 1, run_for=ex.duration)
+        return ConstantVus(**common, vus=ex.vus or 1, run_for=ex.duration or 0.0)
     if ex.executor == "ramping-vus":
         ramp = ex.graceful_ramp_down if ex.graceful_ramp_down is not None else 30.0
-        return cls(**common, start_vus=ex.start_vus or 0, stages=stages, graceful_ramp_down=ramp)
+        return RampingVus(
+            **common, start_vus=ex.start_vus or 0, stages=stages, graceful_ramp_down=ramp
+        )
     if ex.executor in ("shared-iterations", "per-vu-iterations"):
         limit = ex.max_duration if ex.max_duration is not None else 600.0
+        cls = SharedIterations if ex.executor == "shared-iterations" else PerVuIterations
         return cls(**common, vus=ex.vus or 1, iterations=ex.iterations or 1, max_duration=limit)
     pool: dict[str, Any] = {
         "time_unit": ex.time_unit or 1.0,
@@ -305,8 +316,10 @@ def _executor(name: str, ex: ExecutorModel, source: str) -> Executor:
         "max_vus": max(ex.max_vus or 0, ex.pre_allocated_vus or 1),
     }
     if ex.executor == "constant-arrival-rate":
-        return cls(**common, **pool, rate=ex.rate, run_for=ex.duration)
-    return cls(**common, **pool, start_rate=ex.start_rate or 0.0, stages=stages)
+        return ConstantArrivalRate(
+            **common, **pool, rate=ex.rate or 1.0, run_for=ex.duration or 0.0
+        )
+    return RampingArrivalRate(**common, **pool, start_rate=ex.start_rate or 0.0, stages=stages)
 
 
 def _request(
@@ -371,7 +384,7 @@ def _read_data(path: str, base: Path, source: str) -> tuple[Mapping[str, str], .
                 break
             if None in row:
                 expected = f"{len(reader.fieldnames or ())} columns (line {reader.line_num})"
-                raise ScenarioError(str(file), "(row)", expected, row[None])  # type: ignore[index]
+                raise ScenarioError(str(file), "(row)", expected, row[None])
             rows.append(row)
     if not rows:
         raise ScenarioError(str(file), "(file)", "a header line and at least one row", None)

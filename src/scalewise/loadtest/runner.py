@@ -186,17 +186,23 @@ class Runner:
             return VirtualUser(next(ids), ex.name, shared, flow)
 
         if isinstance(ex, ArrivalRate):
-            await self._arrivals(ex, new_vu, pool)
+            await self._arrivals(ex, new_vu, pool, shared.recorder)
         else:
-            await self._closed(ex, new_vu, pool)
+            await self._closed(ex, new_vu, pool, shared.recorder)
 
-    async def _closed(self, ex: Executor, new_vu: Callable[[], VirtualUser], pool: _Pool) -> None:
+    async def _closed(
+        self,
+        ex: Executor,
+        new_vu: Callable[[], VirtualUser],
+        pool: _Pool,
+        recorder: ResultRecorder,
+    ) -> None:
         start = perf_counter()
         deadline = start + ex.duration
         budget = [ex.local_iterations] if isinstance(ex, SharedIterations) else None
 
         def go(vu: VirtualUser, limit: int | None) -> bool:
-            if self.stopping or perf_counter() >= deadline or vu.store.get("_retire"):
+            if self.stopping or perf_counter() >= deadline or vu.retired:
                 return False
             if budget is not None:
                 if budget[0] <= 0:
@@ -210,7 +216,8 @@ class Runner:
         def spawn(n: int) -> None:
             for _ in range(n):
                 vu = new_vu()
-                running[asyncio.ensure_future(self._vu_loop(vu, go, limit, pool))] = vu
+                loop = self._vu_loop(vu, go, limit, pool, recorder)
+                running[asyncio.ensure_future(loop)] = vu
 
         if isinstance(ex, RampingVus):
             spawn(ex.target_vus(0.0))
@@ -225,11 +232,13 @@ class Runner:
         go: Callable[[VirtualUser, int | None], bool],
         limit: int | None,
         pool: _Pool,
+        recorder: ResultRecorder,
     ) -> None:
         pool.active += 1
-        self._note_vus(vu._shared.recorder)
+        self._note_vus(recorder)  # VUs start rarely in the closed model: show them at once
         try:
             if self.plan.on_start is not None:
+                vu.started = True
                 await self.plan.on_start(vu)
             while go(vu, limit):
                 await vu.run(None)
@@ -248,28 +257,31 @@ class Runner:
             elapsed = perf_counter() - start
             if elapsed >= ex.duration:
                 return
-            live = [t for t, vu in running.items() if not t.done() and not vu.store.get("_retire")]
+            live = [t for t, vu in running.items() if not t.done() and not vu.retired]
             want = ex.target_vus(elapsed)
             if want > len(live):
                 spawn(want - len(live))
             # k6 lets retired VUs finish their iteration (gracefulRampDown).
             for task in live[want:]:
-                running[task].store["_retire"] = True
+                running[task].retired = True
             await self._nap(min(0.1, ex.duration - elapsed))
 
     async def _arrivals(
-        self, ex: ArrivalRate, new_vu: Callable[[], VirtualUser], pool: _Pool
+        self,
+        ex: ArrivalRate,
+        new_vu: Callable[[], VirtualUser],
+        pool: _Pool,
+        recorder: ResultRecorder,
     ) -> None:
         idle = [new_vu() for _ in range(ex.local_pre_allocated)]
-        recorder = self._recorder_of(idle[0])
         tasks: set[asyncio.Future[None]] = set()
         start = perf_counter()
 
         async def iterate(vu: VirtualUser, intended: float) -> None:
             pool.active += 1
             try:
-                if self.plan.on_start is not None and vu.iteration == 0 and not vu.store:
-                    vu.store["_started"] = True
+                if self.plan.on_start is not None and not vu.started:
+                    vu.started = True
                     await self.plan.on_start(vu)
                 await vu.run(intended)
             finally:
@@ -304,9 +316,6 @@ class Runner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-    def _recorder_of(self, vu: VirtualUser) -> ResultRecorder:
-        return vu._shared.recorder
 
     # -- time -----------------------------------------------------------------------------
 

@@ -110,7 +110,9 @@ class VirtualUser:
         "flow",
         "id",
         "iteration",
+        "retired",
         "scenario",
+        "started",
         "store",
     )
 
@@ -121,6 +123,8 @@ class VirtualUser:
         self.data: Mapping[str, str] = {}
         self.store: dict[str, Any] = {}
         self.flow = flow
+        self.started = False  # on_start has run (Locust's on_start, once per VU)
+        self.retired = False  # a ramping-vus ramp-down: finish this iteration, then stop
         self._intended: float | None = None
         self._shared = shared
         self._step = vu_id * 7919  # spreads VUs over the request mix from the first iteration

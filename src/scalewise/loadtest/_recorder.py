@@ -2,7 +2,7 @@
 
 Kept apart from the data model in :mod:`scalewise.loadtest.results` (which re-exports
 ``ResultRecorder``) because its concern is speed, not shape: requests are buffered as tuples and
-folded in batches with C builtins, and histogram internals are inlined in :func:`_record_all`.
+folded in batches with C builtins and :meth:`Histogram.record_all`.
 The model module loads this one lazily, so importing either first works.
 """
 
@@ -28,47 +28,19 @@ from scalewise.loadtest.results import (
     _add_counts,
     _compact,
 )
-from scalewise.metrics.histogram import (
-    _INV_LOG_GAMMA,
-    _OFFSET,
-    _OVERFLOW,
-    MAX_VALUE,
-    MIN_VALUE,
-    Histogram,
-)
+from scalewise.metrics.histogram import Histogram
 
 _BATCH: Final = 2048
-_log = math.log
 
 Sample = tuple[str, int, "str | None", bool, float, float, float, float, float, int, int]
 
 
 def _record_all(hist: Histogram, values: list[float]) -> None:
-    """``hist.record(v)`` for each value, inlined for the batch fold: same arithmetic and
-    layout as ``Histogram.record``, with sum/min/max done by C builtins over the batch.
-    Negative or NaN values (a clock step) count as 0 rather than stop the run."""
-    if not values:
-        return
-    low, total = min(values), sum(values)
-    if not low >= 0.0 or math.isnan(total):
+    """``hist.record_all(values)``, with negative or NaN values (a clock step) counted as 0
+    rather than stopping the run."""
+    if values and (not min(values) >= 0.0 or math.isnan(sum(values))):
         values = [v if v >= 0.0 else 0.0 for v in values]
-        low, total = min(values), sum(values)
-    counts, log, scale, offset = hist._counts, _log, _INV_LOG_GAMMA, _OFFSET
-    least, most, high = MIN_VALUE, MAX_VALUE, max(values)
-    if high < least:  # all zero: connect time on kept-alive connections, closed-model lag
-        counts[0] += len(values)
-    else:
-        for v in values:
-            if v >= least:
-                counts[int(log(v) * scale + offset) if v <= most else _OVERFLOW] += 1
-            else:
-                counts[0] += 1
-    hist.count += len(values)
-    hist.sum += total
-    if high > hist.max:
-        hist.max = high
-    if low < hist.min:
-        hist.min = low
+    hist.record_all(values)
 
 
 class _Open:

@@ -8,7 +8,8 @@ The request path is kept to a few attribute updates and one ``list.append``: fin
 requests wait in a small buffer and are folded into series and histograms in batches — when
 the buffer fills, when an interval boundary passes (before the event that crossed it, so
 every request lands in its own interval and busy time and peaks stay exact), and before any
-read. Reads go through ``table`` and ``windows``, which flush first.
+read. A fold groups the batch by label set, so label lookups are paid once per group. Reads
+go through ``table`` and ``windows``, which flush first.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from __future__ import annotations
 import logging
 import os
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Final
 
 from scalewise.clock import Clock, SystemClock
 from scalewise.metrics.series import RequestSeries, SeriesTable
-from scalewise.metrics.windows import IntervalSnapshot, RollingWindows, RouteSlot, WindowStats
+from scalewise.metrics.windows import (
+    IntervalSnapshot,
+    RollingWindows,
+    RouteSlot,
+    Slot,
+    WindowStats,
+)
 from scalewise.options import MetricsOptions
 
 OVERFLOW_ROUTE: Final = "__other__"
@@ -95,8 +103,7 @@ class Recorder:
         now = self._monotonic()
         if now >= self._boundary:
             self._flush(now)
-        n = self.inflight + 1
-        self.inflight = n
+        n = self.inflight = self.inflight + 1
         if n == 1:
             self._busy_since = now
         if n > self._peak:
@@ -121,9 +128,8 @@ class Recorder:
         """
         if end >= self._boundary:
             self._flush(end)
-        n = self.inflight - 1
-        self.inflight = n
-        if n == 0:
+        n = self.inflight = self.inflight - 1
+        if not n:
             self._busy_total += end - self._busy_since
         pending = self._pending
         pending.append((method, route, status, start, end, ttfb, queue, disconnected))
@@ -162,33 +168,50 @@ class Recorder:
     def _fold_requests(self, pending: list[_Pending]) -> None:
         slot = self._windows.current
         table = self._table
-        requests, routes, bounds = table.requests, slot.routes, table.bounds
+        # Requests grouped by label set, in arrival order: the label lookups are paid once
+        # per group, not once per request.
+        groups: defaultdict[tuple[str, str, int], list[float]] = defaultdict(list)
         for method, route, status, start, end, ttfb, queue, disconnected in pending:
-            seconds = end - start
-            cell = requests.get((method, route, status_class(status))) or self._series(
-                method, route, status
-            )
-            hist = cell.duration
-            hist.counts[bisect_left(bounds, seconds)] += 1
-            hist.count += 1
-            hist.sum += seconds
-            stats = routes.get(cell.key)
-            if stats is None:
-                stats = routes[cell.key] = RouteSlot()
-            stats.latency.record(seconds)
-            if status >= 400:
-                slot.count_error(stats, status)
+            groups[method, route, status].append(end - start)
             if ttfb is not None:  # streamed; one-piece responses' TTFB is their latency
                 slot.ttfb.record(ttfb)
-                slot.streamed.record(seconds)
+                slot.streamed.record(end - start)
                 table.ttfb.observe(ttfb)
-                table.streamed.observe(seconds)
+                table.streamed.observe(end - start)
             if queue is not None:
                 slot.queue_time.record(queue)
                 table.queue_time.observe(queue)
             if disconnected:
                 slot.disconnects += 1
                 table.counters["disconnects"] += 1
+        for (method, route, status), durations in groups.items():
+            self._fold_group(slot, method, route, status, durations)
+
+    def _fold_group(
+        self, slot: Slot, method: str, route: str, status: int, durations: list[float]
+    ) -> None:
+        """Fold requests with one label set into their series and their route's slot."""
+        requests = self._table.requests
+        labels = (method, route, status_class(status))
+        cell = requests.get(labels)
+        if cell is None:
+            cell = self._series(method, route, status)
+            if labels not in requests:  # folded into overflow labels: each request counts
+                for _ in range(len(durations) - 1):
+                    self._series(method, route, status)
+        stats = slot.routes.get(cell.key)
+        if stats is None:
+            stats = slot.routes[cell.key] = RouteSlot()
+        hist = cell.duration
+        counts, bounds = hist.counts, self._table.bounds
+        for seconds in durations:
+            counts[bisect_left(bounds, seconds)] += 1
+        hist.count += len(durations)
+        hist.sum = sum(durations, hist.sum)
+        stats.latency.record_all(durations)
+        if status >= 400:
+            for _ in durations:
+                slot.count_error(stats, status)
 
     def _series(self, method: str, route: str, status: int) -> RequestSeries:
         """The series for a new label set, folding it into overflow labels past the caps."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Final
 
-HEADERS: Final = (b"x-request-start", b"x-queue-start")
+#: A set: the middleware tests every request header name against it.
+HEADERS: Final = frozenset((b"x-request-start", b"x-queue-start"))
 MAX_QUEUE: Final = 3600.0
 
 

@@ -9,6 +9,7 @@ the app is recorded as a 500 and re-raised untouched.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from scalewise.metrics.monitor import Monitor
@@ -57,6 +58,7 @@ class ScalewiseMiddleware:
         self.recorder = monitor.recorder
         self.resolver = route_resolver or resolver_for(app)
         self.starlette_routes = StarletteRoutes()
+        self.templates = self.starlette_routes.plain  # id(route) -> (route, template)
         self.now = self.recorder.clock.monotonic
         self.routes = endpoints.routes(self.options.paths)
         self.exclude = self.options.exclude
@@ -65,54 +67,58 @@ class ScalewiseMiddleware:
             self.options.server_timing_header
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(  # noqa: PLR0915 - the hot path, kept in one frame on purpose
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        # Every request runs these lines, so they avoid calls and attribute chains: each
+        # Python-level call costs hundreds of instructions (benchmarks/instructions.py).
         if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                self._start_background()
-            await self.app(scope, receive, send)
+            await self._other(scope, receive, send)
             return
         path = scope["path"]
-        handler = self.routes.get(path)
-        if handler is not None:
-            await self._serve(handler, send)
+        if path in self.routes:
+            await self._serve(self.routes[path], send)
             return
-        scope[SCOPE_KEY] = self.recorder  # inner guards count into it (see guard/setup.py)
+        recorder = scope[SCOPE_KEY] = self.recorder  # inner guards count into it (guard/setup.py)
         if self.exclude and path.startswith(self.exclude):
             await self.app(scope, receive, send)
             return
-        await self._measure(scope, receive, send)
-
-    async def _measure(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # One closure per request (cheaper than a responder object on CPython 3.11); the
-        # nonlocal cells carry what the wrapped send saw.
         task = self.monitor.task
         if task is None or task.done():
             self._start_background()
         try:
-            start = self.recorder.started()
-            queue = self._queue_time(scope) if self.queue_headers else None
+            start = recorder.started()
+            queue = None
+            if self.queue_headers:
+                for name, value in scope["headers"]:
+                    if name in QUEUE_HEADERS:  # a frozenset: one hash probe per header
+                        queue = parse_request_start(value, time.time())
+                        break
         except Exception:
             self.monitor.log_error("recording a request start failed")
             await self.app(scope, receive, send)
             return
         root_path = scope.get("root_path", "")
         now = self.now
+        timing = self.timing_headers
         status = 0
         ttfb: float | None = None
         complete = False
 
-        async def send_wrapper(message: Message) -> None:
+        # A plain function returning the inner send's awaitable: no coroutine of its own.
+        def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, ttfb, complete
-            if message["type"] == "http.response.body":
-                if not message.get("more_body", False):
+            kind = message["type"]
+            if kind == "http.response.body":
+                if "more_body" not in message or not message["more_body"]:
                     complete = True  # sent in one piece: TTFB is the latency (None)
                 elif ttfb is None and message.get("body"):
                     ttfb = now() - start
-            elif message["type"] == "http.response.start":
+            elif kind == "http.response.start":
                 status = message["status"]
-                if self.timing_headers:
+                if timing:
                     self._add_timing(message, now() - start)
-            await send(message)
+            return send(message)
 
         failed = False
         try:
@@ -121,57 +127,49 @@ class ScalewiseMiddleware:
             failed = True
             raise
         finally:
-            self._finish(scope, root_path, start, status, ttfb, complete, failed, queue)
-
-    def _finish(
-        self,
-        scope: Scope,
-        root_path: str,
-        start: float,
-        status: int,
-        ttfb: float | None,
-        complete: bool,
-        failed: bool,
-        queue: float | None,
-    ) -> None:
-        end = self.now()
-        if failed:
-            if not complete:
-                status = 500
-            disconnected = False
-        else:
-            disconnected = not complete
-            if disconnected and not status:
-                status = 499  # nginx's "client closed request"
-        try:
-            route = self._route(scope, root_path, status)
-        except Exception:
-            self.monitor.log_error("resolving a route template failed")
-            route = UNMATCHED_ROUTE
-        try:
-            if failed:
-                self.recorder.count("exceptions")
-            self.recorder.finished(
-                scope["method"], route, status, start, end, ttfb, queue, disconnected
-            )
-        except Exception:
-            self.monitor.log_error("recording a request failed")
+            end = now()
+            if complete:
+                disconnected = False
+            elif failed:
+                status, disconnected = 500, False
+            else:
+                disconnected = True
+                if not status:
+                    status = 499  # nginx's "client closed request"
+            # A Starlette route seen before, outside any mount: one dict lookup. The cache
+            # holds the route itself, so a hit on its id() is this very route.
+            hit = self.templates.get(id(scope.get("route")))
+            if hit is None or scope.get("root_path", "") is not root_path:
+                hit = (None, self._route(scope, root_path, status))
+            try:
+                if failed:
+                    recorder.count("exceptions")
+                recorder.finished(
+                    scope["method"], hit[1], status, start, end, ttfb, queue, disconnected
+                )
+            except Exception:
+                self.monitor.log_error("recording a request failed")
 
     def _route(self, scope: Scope, root_path: str, status: int) -> str:
-        template = self.starlette_routes(scope, root_path)
-        if template is None and self.resolver is not None:
-            template = self.resolver(scope)
-        if template is not None:
-            return template
-        if status == 404:
+        """The route template, when the fast lookup in ``__call__`` missed."""
+        try:
+            template = self.starlette_routes(scope, root_path)
+            if template is None and self.resolver is not None:
+                template = self.resolver(scope)
+            if template is not None:
+                return template
+            if status == 404:
+                return UNMATCHED_ROUTE
+            return normalize_path(scope["path"])
+        except Exception:
+            self.monitor.log_error("resolving a route template failed")
             return UNMATCHED_ROUTE
-        return normalize_path(scope["path"])
 
-    def _queue_time(self, scope: Scope) -> float | None:
-        for name, value in scope["headers"]:
-            if name in QUEUE_HEADERS:
-                return parse_request_start(value, time.time())
-        return None
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan, websocket and other scopes pass through (lifespan starts the ticker)."""
+        if scope["type"] == "lifespan":
+            self._start_background()
+        await self.app(scope, receive, send)
 
     def _start_background(self) -> None:
         task = self.monitor.task

@@ -59,6 +59,9 @@ class StarletteRoutes:
     def __init__(self, size: int = CACHE_SIZE) -> None:
         self.size = size
         self.cache: dict[tuple[int, str], tuple[object, str | None]] = {}
+        #: Routes outside any mount whose template is known: ``id(route) -> (route, template)``.
+        #: The ASGI middleware reads this directly (one dict lookup, no call).
+        self.plain: dict[int, tuple[object, str]] = {}
 
     def __call__(self, scope: Mapping[str, Any], root_path: str = "") -> str | None:
         route = scope.get("route")
@@ -74,7 +77,10 @@ class StarletteRoutes:
         template = self._template(route, prefix)
         if len(self.cache) >= self.size:
             self.cache.clear()
+            self.plain.clear()
         self.cache[key] = (route, template)
+        if template is not None and not prefix:
+            self.plain[id(route)] = (route, template)
         return template
 
     @staticmethod

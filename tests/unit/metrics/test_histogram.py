@@ -487,3 +487,28 @@ def test_pack_round_trips_and_is_read_only() -> None:
     with pytest.raises(TypeError):
         back.record(1.0)
     assert Histogram.unpack(Histogram().pack()).count == 0
+
+
+def test_record_all_equals_record_one_by_one() -> None:
+    values = [0.0, 5e-7, 1e-6, 0.0123, 0.5, 2.0, 4000.0, 1e-6]
+    one, batch = Histogram(), Histogram()
+    for v in values:
+        one.record(v)
+    batch.record_all(values)
+    assert batch == one
+    only_in_range = [0.001 * i for i in range(1, 500)]
+    one2, batch2 = Histogram(), Histogram()
+    for v in only_in_range:
+        one2.record(v)
+    batch2.record_all(only_in_range)
+    assert batch2 == one2
+
+
+def test_record_all_refuses_negative_or_nan_without_recording() -> None:
+    h = Histogram()
+    for bad in ([0.1, -0.001], [0.1, float("nan")]):
+        with pytest.raises(ValueError, match=">= 0"):
+            h.record_all(bad)
+    assert h.count == 0
+    with pytest.raises(TypeError):
+        h.freeze().record_all([0.1])

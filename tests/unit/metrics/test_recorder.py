@@ -294,3 +294,21 @@ def test_snapshot_listeners_get_each_interval_with_regular_ticks(
         rec.tick()
     assert starts(seen) == [0.0, 10.0, 20.0]
     assert [s.requests for s in seen] == [1, 0, 0]
+
+
+def test_interleaved_routes_and_statuses_fold_into_their_own_series(
+    rec: Recorder, clock: ManualClock
+) -> None:
+    # One batch, folded grouped by (method, route, status): each request must land in its series.
+    for method, route, status, seconds in (
+        ("GET", "/a", 200, 0.01), ("POST", "/b", 500, 0.02), ("GET", "/a", 500, 0.03),
+        ("GET", "/a", 201, 0.04), ("POST", "/b", 500, 0.05),
+    ):  # fmt: skip
+        serve(rec, clock, seconds, method=method, route=route, status=status)
+    assert series_counts(rec) == {
+        ("GET", "/a", "2xx"): 2, ("GET", "/a", "5xx"): 1, ("POST", "/b", "5xx"): 2,
+    }  # fmt: skip
+    sums = {labels: s.duration.sum for labels, s in rec.table.requests.items()}
+    assert sums[("GET", "/a", "2xx")] == pytest.approx(0.05)
+    assert sums[("POST", "/b", "5xx")] == pytest.approx(0.07)
+    assert rec.window(60).errors == 3

@@ -37,3 +37,20 @@ def output_file(name: str, metavar: str, help_text: str) -> Decorator:
     return click.option(
         name, type=click.Path(dir_okay=False, path_type=Path), metavar=metavar, help=help_text
     )
+
+
+def concurrency_levels(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    """Click callback for ``--steps 1,2,4,8``: increasing whole numbers ≥ 1."""
+    if value is None:
+        return None
+    try:
+        levels = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected concurrency levels like 1,2,4,8, got {value!r}"
+        ) from None
+    if not levels or min(levels) < 1 or list(levels) != sorted(set(levels)):
+        raise click.BadParameter(f"expected increasing levels ≥ 1 like 1,2,4,8, got {value!r}")
+    return levels

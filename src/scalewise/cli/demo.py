@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from scalewise.cli import _output
+from scalewise.cli import _options, _output
 
 
 @click.command()
@@ -30,6 +30,8 @@ from scalewise.cli import _output
 )
 @click.option(
     "--steps",
+    "levels",
+    callback=_options.concurrency_levels,
     default="1,2,4,8,16,32",
     show_default=True,
     help="Concurrency levels of the stepped load.",
@@ -49,7 +51,7 @@ from scalewise.cli import _output
     help="HTML report to write.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and the policy as JSON.")
-def demo(slo: str, daily_users: float, steps: str, step_duration: float, report: Path,
+def demo(slo: str, daily_users: float, levels: tuple[int, ...], step_duration: float, report: Path,
          as_json: bool) -> None:  # fmt: skip
     """Start the bundled example service on 127.0.0.1, measure it, and plan its capacity.
 
@@ -65,7 +67,7 @@ def demo(slo: str, daily_users: float, steps: str, step_duration: float, report:
     """
     from scalewise.capacity import planning  # noqa: PLC0415 - scipy and the load tester
     from scalewise.capacity.report import plan_report  # noqa: PLC0415
-    from scalewise.cli.plan import _levels, _show_step, print_plan  # noqa: PLC0415
+    from scalewise.cli.plan import _show_step, print_plan  # noqa: PLC0415
     from scalewise.demo.run import (  # noqa: PLC0415
         demo_plan,
         fetch,
@@ -75,7 +77,6 @@ def demo(slo: str, daily_users: float, steps: str, step_duration: float, report:
         write_config,
     )
 
-    levels = _levels(click.get_current_context(), None, steps)  # type: ignore[arg-type]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="scalewise-demo-") as tmp:
         port = free_port()

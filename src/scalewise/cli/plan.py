@@ -25,20 +25,6 @@ Examples:
 """
 
 
-def _levels(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        levels = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(
-            f"expected concurrency levels like 1,2,4,8, got {value!r}"
-        ) from None
-    if not levels or min(levels) < 1 or list(levels) != sorted(set(levels)):
-        raise click.BadParameter(f"expected increasing levels ≥ 1 like 1,2,4,8, got {value!r}")
-    return levels
-
-
 def _seconds(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
     try:
         return parse_duration(value)
@@ -97,7 +83,7 @@ def _share(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
 @click.option(
     "--steps",
     "levels",
-    callback=_levels,
+    callback=_options.concurrency_levels,
     metavar="1,2,4,…",
     help="Concurrency levels to step through (default 1,2,4,8,16,32,64).",
 )

@@ -272,16 +272,3 @@ def _ramp(start: float, stages: tuple[Stage, ...], elapsed: float) -> float:
         elapsed -= stage.duration
         value = stage.target
     return value
-
-
-EXECUTORS: Final[dict[str, type[Executor]]] = {
-    cls.kind: cls
-    for cls in (
-        ConstantVus,
-        RampingVus,
-        SharedIterations,
-        PerVuIterations,
-        ConstantArrivalRate,
-        RampingArrivalRate,
-    )
-}

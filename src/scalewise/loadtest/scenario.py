@@ -445,13 +445,17 @@ def _snake(key: object) -> object:
     return _CAMEL.sub(r"_\1", key.replace("VUs", "Vus")).lower()
 
 
+#: The member tags pydantic puts in an error's location for unions (``str``, ``DataModel``,
+#: ``dict[str,any]``): not part of the user's path.
+_UNION_TAG: Final = re.compile(r"(str|int|float|bool|none|[A-Z]\w*Model|(list|dict|tuple)\[.*\])")
+
+
 def _dotted(loc: Sequence[Any]) -> str:
+    """``("scenarios", "steady-state", "rate")`` → ``"scenarios.steady-state.rate"``."""
     text = ""
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("constant-vus", "ramping-vus") or "-" in str(part):
-            continue  # pydantic's union tags are not part of the user's path
-        else:
+        elif not _UNION_TAG.fullmatch(str(part)):
             text += f".{part}" if text else str(part)
     return text or "(file)"

@@ -24,7 +24,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from scalewise.loadtest.requests import RequestSpec
+from scalewise.loadtest.requests import RequestSpec, weighted_cycle
 
 if TYPE_CHECKING:
     from scalewise.loadtest.client import Prepared, Response, Transport
@@ -94,8 +94,6 @@ class Shared:
 
 
 def _cycle(plan: LoadPlan) -> tuple[int, ...]:
-    from scalewise.loadtest.requests import weighted_cycle  # noqa: PLC0415 - tiny helper
-
     return weighted_cycle([r.weight for r in plan.requests]) if plan.requests else ()
 
 

@@ -1,6 +1,7 @@
 """scalewise's Histogram against HdrHistogram: cost per ``record`` and quantile accuracy.
 
-Speed: the same 10^6 lognormal latencies go through each ``record`` with the same loop shape
+Speed: the same 10^6 lognormal latencies go through each ``record`` (scalewise's C core, its
+pure-Python fallback, HdrHistogram) with the same loop shape
 (a bound method in a list comprehension); a bound no-op method in the same loop measures the
 loop and call overhead, reported and subtracted for the "net" column. Repeats are interleaved
 and the median is reported. HdrHistogram (1 µs..1 h, 2 significant digits) gets integer
@@ -27,6 +28,7 @@ from hdrh.histogram import HdrHistogram
 
 import _common as c
 from scalewise import Histogram
+from scalewise.metrics.histogram import CORE, _PyCore
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
 HDR_RANGE = (1, 3_600_000_000, 2)  # 1 µs .. 1 h in µs, 2 significant digits
@@ -70,13 +72,15 @@ def speed(n: int, repeats: int, seed: int) -> dict[str, Any]:
     makers: dict[str, tuple[Callable[[], Callable[[Any], Any]], list[Any]]] = {
         "noop": (lambda: _Noop().record, seconds),
         "scalewise": (lambda: Histogram().record, seconds),
+        "scalewise_python": (lambda: _PyCore().record, seconds),
         "hdrhistogram": (lambda: HdrHistogram(*HDR_RANGE).record_value, micros),
     }
     runs: dict[str, list[float]] = {name: [] for name in makers}
     _time(makers["scalewise"][0](), seconds[: n // 10])  # warm caches and the allocator
     for r in range(repeats):
         names = list(makers)
-        for name in names[r % 3 :] + names[: r % 3]:
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
             make, data = makers[name]
             runs[name].append(_time(make(), data))
     loop = c.median(runs["noop"])
@@ -93,6 +97,8 @@ def speed(n: int, repeats: int, seed: int) -> dict[str, Any]:
     sw, hdr = out["variants"]["scalewise"], out["variants"]["hdrhistogram"]
     out["hdr_over_scalewise"] = c.ratio(hdr["ns"], sw["ns"])
     out["hdr_over_scalewise_net"] = c.ratio(hdr["net_ns"], sw["net_ns"])
+    out["core"] = CORE
+    out["python_over_core"] = c.ratio(out["variants"]["scalewise_python"]["ns"], sw["ns"])
     # The issue's reference machine measured HDR at ~590 ns; scale our figure the same way.
     out["scalewise_ns_scaled_to_reference"] = sw["ns"] * ISSUE_HDR_NS / hdr["ns"]
     return out
@@ -173,7 +179,8 @@ def _render(result: dict[str, Any]) -> str:
     ]
     labels = {
         "noop": "no-op bound method (loop overhead)",
-        "scalewise": "scalewise Histogram",
+        "scalewise": f"scalewise Histogram ({CORE} core)",
+        "scalewise_python": "scalewise, pure-Python fallback core",
         "hdrhistogram": "HdrHistogram (int µs)",
     }
     rows = [
@@ -190,7 +197,8 @@ def _render(result: dict[str, Any]) -> str:
         f"HdrHistogram / scalewise: {sp['hdr_over_scalewise']:.2f}x "
         f"(net {sp['hdr_over_scalewise_net']:.2f}x); scalewise scaled to the issue's "
         f"machine (HDR = {ISSUE_HDR_NS:g} ns): "
-        f"{sp['scalewise_ns_scaled_to_reference']:.0f} ns"
+        f"{sp['scalewise_ns_scaled_to_reference']:.0f} ns; pure-Python fallback / "
+        f"{sp['core']} core: {sp['python_over_core']:.2f}x"
     )
     acc = result["accuracy"]
     out += [

@@ -13,12 +13,19 @@ increment (O(1), no search), and because the layout is fixed, two histograms mer
 their counts: the sum of two is exactly the histogram of the union. Memory is the ~1,100
 buckets of the layout whatever the number of samples; serialisation stores only non-zero
 buckets, as varint deltas.
+
+Recording runs on every request, so its half of the class (the fields, ``record`` and
+``record_all``) is also written in C (``_speedups.c``, built when the package is installed
+and a compiler is there); the pure-Python ``_PyCore`` below is the fallback and the
+reference, and both place every value in the same bucket. ``SCALEWISE_PURE_PYTHON=1`` forces
+the fallback; ``CORE`` says which one is in use.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import os
 import struct
 import zlib
 from array import array
@@ -74,19 +81,11 @@ def bucket_upper_bound(index: int) -> float:
     return _GAMMA ** (index - _OFFSET + 1)
 
 
-class Histogram:
-    """Latency histogram in seconds. ``record`` is O(1); ``h1 + h2`` is the union's histogram.
-
-    Example:
-        >>> h = Histogram()
-        >>> for ms in range(1, 101):
-        ...     h.record(ms / 1000)
-        >>> round(h.quantile(0.5), 3), h.count, h.max
-        (0.05, 100, 0.1)
-    """
+class _PyCore:
+    """The fields and the recording half of :class:`Histogram`, in Python: the reference for
+    the C core in ``_speedups.c`` and the fallback where it is not built."""
 
     __slots__ = ("_counts", "count", "max", "min", "sum")
-    _lo = 0  # index of _counts[0]; non-zero only in frozen, trimmed copies
 
     def __init__(self) -> None:
         self._counts: list[int] = [0] * BUCKETS
@@ -138,6 +137,33 @@ class Histogram:
             self.max = high
         if low < self.min:
             self.min = low
+
+
+_Core: type[_PyCore]
+try:
+    if os.environ.get("SCALEWISE_PURE_PYTHON", "") not in ("", "0"):
+        raise ImportError("SCALEWISE_PURE_PYTHON is set")
+    from scalewise.metrics import _speedups
+except ImportError:
+    _Core, CORE = _PyCore, "python"
+else:
+    _speedups.configure(MIN_VALUE, MAX_VALUE, _INV_LOG_GAMMA, float(_OFFSET), BUCKETS)
+    _Core, CORE = _speedups.HistogramCore, "c"
+
+
+class Histogram(_Core):
+    """Latency histogram in seconds. ``record`` is O(1); ``h1 + h2`` is the union's histogram.
+
+    Example:
+        >>> h = Histogram()
+        >>> for ms in range(1, 101):
+        ...     h.record(ms / 1000)
+        >>> round(h.quantile(0.5), 3), h.count, h.max
+        (0.05, 100, 0.1)
+    """
+
+    __slots__ = ()
+    _lo = 0  # index of _counts[0]; non-zero only in frozen, trimmed copies
 
     def record_many(self, value: float, times: int) -> None:
         """Add ``times`` observations of the same value (used when replaying summaries)."""
@@ -268,6 +294,10 @@ class Histogram:
             return "Histogram(empty)"
         p50, p99 = self.quantiles((0.5, 0.99))
         return f"Histogram(count={self.count}, p50={p50:.6g}, p99={p99:.6g}, max={self.max:.6g})"
+
+    def __reduce__(self) -> tuple[object, tuple[bytes]]:
+        """Pickle through :meth:`to_bytes` (the C core's fields are not in ``__slots__``)."""
+        return (type(self).from_bytes, (self.to_bytes(),))
 
     def copy(self) -> Histogram:
         """A live (recordable) copy, whether self is live or frozen."""

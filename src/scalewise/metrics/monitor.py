@@ -120,6 +120,12 @@ class Monitor:
         if self.task is None or self.task.done():
             self.lag.start()
             self.task = asyncio.get_running_loop().create_task(self._run_async())
+            # The middleware tests ``task is None`` on every request: cheaper than done().
+            self.task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if self.task is task:
+            self.task = None
 
     def ensure_thread(self) -> None:
         """Start the background thread once (WSGI servers have no loop to borrow)."""

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Final
 
@@ -45,7 +43,6 @@ BATCH: Final = 256
 SCOPE_KEY: Final = "scalewise.recorder"
 
 logger = logging.getLogger("scalewise")
-_Pending = tuple[str, str, int, float, float, "float | None", "float | None", bool]
 
 
 def status_class(status: int) -> str:
@@ -82,7 +79,12 @@ class Recorder:
         )
         self._table = SeriesTable(self.options.buckets, self.options.queue_buckets)
         self._boundary = self._windows.slot_end - self._wall_offset  # monotonic
-        self._pending: list[_Pending] = []
+        # Finished requests not yet folded in: durations by label set, plus the rarer extras.
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
+        self._room = BATCH  # requests the buffer takes before it is folded in
+        self._streamed: list[tuple[float, float]] = []  # (ttfb, total) of streamed responses
+        self._queued: list[float] = []
+        self._disconnects = 0
         self.inflight = 0
         self._peak = 0  # most in flight since the last flush
         self._busy_since = 0.0
@@ -131,9 +133,18 @@ class Recorder:
         n = self.inflight = self.inflight - 1
         if not n:
             self._busy_total += end - self._busy_since
-        pending = self._pending
-        pending.append((method, route, status, start, end, ttfb, queue, disconnected))
-        if len(pending) >= BATCH:
+        durations = self._pending.get((method, route, status))
+        if durations is None:
+            durations = self._pending[method, route, status] = []
+        durations.append(end - start)
+        if ttfb is not None:  # streamed; one-piece responses' TTFB is their latency
+            self._streamed.append((ttfb, end - start))
+        if queue is not None:
+            self._queued.append(queue)
+        if disconnected:
+            self._disconnects += 1
+        room = self._room = self._room - 1
+        if not room:
             self._flush(end)
 
     def count(self, counter: str, n: float = 1) -> None:
@@ -161,31 +172,30 @@ class Recorder:
         if self._peak > slot.inflight_peak:
             slot.inflight_peak = self._peak
         self._peak = self.inflight
-        if self._pending:
-            pending, self._pending = self._pending, []
-            self._fold_requests(pending)
+        if self._room < BATCH:
+            self._fold_requests(slot)
 
-    def _fold_requests(self, pending: list[_Pending]) -> None:
-        slot = self._windows.current
+    def _fold_requests(self, slot: Slot) -> None:
         table = self._table
-        # Requests grouped by label set, in arrival order: the label lookups are paid once
-        # per group, not once per request.
-        groups: defaultdict[tuple[str, str, int], list[float]] = defaultdict(list)
-        for method, route, status, start, end, ttfb, queue, disconnected in pending:
-            groups[method, route, status].append(end - start)
-            if ttfb is not None:  # streamed; one-piece responses' TTFB is their latency
-                slot.ttfb.record(ttfb)
-                slot.streamed.record(end - start)
-                table.ttfb.observe(ttfb)
-                table.streamed.observe(end - start)
-            if queue is not None:
-                slot.queue_time.record(queue)
-                table.queue_time.observe(queue)
-            if disconnected:
-                slot.disconnects += 1
-                table.counters["disconnects"] += 1
-        for (method, route, status), durations in groups.items():
+        pending, self._pending, self._room = self._pending, {}, BATCH
+        # Label lookups are paid once per label set in the batch, not once per request.
+        for (method, route, status), durations in pending.items():
             self._fold_group(slot, method, route, status, durations)
+        if self._streamed:
+            ttfbs, totals = zip(*self._streamed, strict=True)
+            self._streamed = []
+            slot.ttfb.record_all(ttfbs)
+            slot.streamed.record_all(totals)
+            table.ttfb.observe_all(ttfbs)
+            table.streamed.observe_all(totals)
+        if self._queued:
+            queued, self._queued = self._queued, []
+            slot.queue_time.record_all(queued)
+            table.queue_time.observe_all(queued)
+        if self._disconnects:
+            slot.disconnects += self._disconnects
+            table.counters["disconnects"] += self._disconnects
+            self._disconnects = 0
 
     def _fold_group(
         self, slot: Slot, method: str, route: str, status: int, durations: list[float]
@@ -202,12 +212,7 @@ class Recorder:
         stats = slot.routes.get(cell.key)
         if stats is None:
             stats = slot.routes[cell.key] = RouteSlot()
-        hist = cell.duration
-        counts, bounds = hist.counts, self._table.bounds
-        for seconds in durations:
-            counts[bisect_left(bounds, seconds)] += 1
-        hist.count += len(durations)
-        hist.sum = sum(durations, hist.sum)
+        cell.duration.observe_all(durations)
         stats.latency.record_all(durations)
         if status >= 400:
             for _ in durations:

@@ -8,7 +8,7 @@ the request path; the exposition module renders them, and worker files carry the
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +28,27 @@ class BucketCounts:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.count += 1
         self.sum += value
+
+    def observe_all(self, values: Sequence[float]) -> None:
+        """``observe(v)`` for each of ``values``, as the recorder's batch fold needs it.
+
+        A batch larger than the bucket list is sorted once and cut at each bound by
+        bisection (cost per bound, not per value); a small one is placed value by value.
+        """
+        counts, bounds = self.counts, self.bounds
+        if len(values) > len(bounds):
+            ordered = sorted(values)
+            below = 0
+            for i, bound in enumerate(bounds):
+                at_most = bisect_right(ordered, bound, below)
+                counts[i] += at_most - below
+                below = at_most
+            counts[-1] += len(ordered) - below
+        else:
+            for value in values:
+                counts[bisect_left(bounds, value)] += 1
+        self.count += len(values)
+        self.sum = sum(values, self.sum)
 
     def cumulative(self) -> list[int]:
         running, out = 0, []

@@ -83,8 +83,7 @@ class ScalewiseMiddleware:
         if self.exclude and path.startswith(self.exclude):
             await self.app(scope, receive, send)
             return
-        task = self.monitor.task
-        if task is None or task.done():
+        if self.monitor.task is None:  # cleared when the task ends (Monitor._task_ended)
             self._start_background()
         try:
             start = recorder.started()

@@ -30,6 +30,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from scalewise.errors import HistogramError
 
@@ -139,16 +140,22 @@ class _PyCore:
             self.min = low
 
 
-_Core: type[_PyCore]
-try:
+def _load_core() -> tuple[type[_PyCore], str]:
+    """The C core when it was built (and not switched off), else the Python one."""
     if os.environ.get("SCALEWISE_PURE_PYTHON", "") not in ("", "0"):
-        raise ImportError("SCALEWISE_PURE_PYTHON is set")
-    from scalewise.metrics import _speedups
-except ImportError:
+        return _PyCore, "python"
+    try:
+        from scalewise.metrics import _speedups  # noqa: PLC0415 - optional, and switchable
+    except ImportError:
+        return _PyCore, "python"
+    _speedups.configure(MIN_VALUE, MAX_VALUE, _INV_LOG_GAMMA, float(_OFFSET), BUCKETS)
+    return _speedups.HistogramCore, "c"
+
+
+if TYPE_CHECKING:  # the C core has the same fields and methods
     _Core, CORE = _PyCore, "python"
 else:
-    _speedups.configure(MIN_VALUE, MAX_VALUE, _INV_LOG_GAMMA, float(_OFFSET), BUCKETS)
-    _Core, CORE = _speedups.HistogramCore, "c"
+    _Core, CORE = _load_core()
 
 
 class Histogram(_Core):

@@ -69,8 +69,11 @@ scenarios:
         ("requests: [{url: /x, json: {a: 1}, body: hi}]", "requests[0]", "one body"),
         ("requests: [{url: /x, think_time: often}]", "requests[0].think_time", "pause"),
         ("requests: [{url: 'ftp://h/x'}]", "requests[0]", "http"),
-        ("scenarios: {steady-state: {executor: constant-vus, duration: 1s, vus: 0}}",
-         "scenarios.steady-state.vus", "greater than or equal to 1"),
+        (
+            "scenarios: {steady-state: {executor: constant-vus, duration: 1s, vus: 0}}",
+            "scenarios.steady-state.vus",
+            "greater than or equal to 1",
+        ),
         ("data: {file: 1}\n", "data", "string"),
     ],
 )

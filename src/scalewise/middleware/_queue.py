@@ -13,6 +13,13 @@ from typing import Final
 #: A set: the middleware tests every request header name against it.
 HEADERS: Final = frozenset((b"x-request-start", b"x-queue-start"))
 MAX_QUEUE: Final = 3600.0
+#: Scanning a request's headers costs more than the rest of the ASGI middleware's work once
+#: there are ten of them, and most apps sit behind no router that sets these headers. So
+#: after this many scans in a row find none, the middleware scans one request in
+#: ``QUEUE_PROBE_EVERY`` until one does; then it scans every request again. Traffic that
+#: carries the header now and then (a router in front of some routes) keeps being scanned.
+QUEUE_MISSES_BEFORE_PROBING: Final = 1000
+QUEUE_PROBE_EVERY: Final = 64
 
 
 def parse_request_start(value: bytes | str, now: float) -> float | None:

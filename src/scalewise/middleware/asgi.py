@@ -9,14 +9,18 @@ the app is recorded as a 500 and re-raised untouched.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from scalewise.metrics.monitor import Monitor
 from scalewise.metrics.recorder import SCOPE_KEY, UNMATCHED_ROUTE
 from scalewise.middleware import endpoints
 from scalewise.middleware._queue import HEADERS as QUEUE_HEADERS
-from scalewise.middleware._queue import parse_request_start
+from scalewise.middleware._queue import (
+    QUEUE_MISSES_BEFORE_PROBING,
+    QUEUE_PROBE_EVERY,
+    parse_request_start,
+)
 from scalewise.middleware._setup import build_monitor
 from scalewise.middleware.routes import (
     RouteResolver,
@@ -63,6 +67,8 @@ class ScalewiseMiddleware:
         self.routes = endpoints.routes(self.options.paths)
         self.exclude = self.options.exclude
         self.queue_headers = self.options.queue_time_header
+        self.queue_wait = 0  # requests until the next header scan (0: scan this one)
+        self.queue_misses = 0  # scans in a row that found no queue header
         self.timing_headers = self.options.response_time_header or (
             self.options.server_timing_header
         )
@@ -89,10 +95,11 @@ class ScalewiseMiddleware:
             start = recorder.started()
             queue = None
             if self.queue_headers:
-                for name, value in scope["headers"]:
-                    if name in QUEUE_HEADERS:  # a frozenset: one hash probe per header
-                        queue = parse_request_start(value, time.time())
-                        break
+                # Scanning the headers is most of a request's cost here, so an app that gets
+                # no X-Request-Start scans one request in QUEUE_PROBE_EVERY (_queue.py).
+                wait = self.queue_wait = self.queue_wait - 1
+                if wait <= 0:
+                    queue = self._queue_time(scope["headers"])
         except Exception:
             self.monitor.log_error("recording a request start failed")
             await self.app(scope, receive, send)
@@ -148,6 +155,17 @@ class ScalewiseMiddleware:
                 )
             except Exception:
                 self.monitor.log_error("recording a request failed")
+
+    def _queue_time(self, headers: Iterable[tuple[bytes, bytes]]) -> float | None:
+        """Queue time from this request's router header; sets when to look again."""
+        for name, value in headers:
+            if name in QUEUE_HEADERS:  # a frozenset: one hash probe per header
+                self.queue_misses = 0
+                return parse_request_start(value, time.time())
+        self.queue_misses += 1
+        if self.queue_misses >= QUEUE_MISSES_BEFORE_PROBING:
+            self.queue_wait = QUEUE_PROBE_EVERY
+        return None
 
     def _route(self, scope: Scope, root_path: str, status: int) -> str:
         """The route template, when the fast lookup in ``__call__`` missed."""

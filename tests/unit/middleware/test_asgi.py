@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import string
+import time
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from scalewise import ConfigError, MetricsOptions, ScalewiseMiddleware
 from scalewise.metrics.recorder import OVERFLOW_ROUTE, UNMATCHED_ROUTE, Recorder
+from scalewise.middleware._queue import QUEUE_MISSES_BEFORE_PROBING, QUEUE_PROBE_EVERY
 from scalewise.options import EndpointPaths
 
 OPTIONS = MetricsOptions(multiprocess_dir=None)
@@ -209,3 +211,55 @@ def test_quart_route_templates() -> None:
         ("GET", "/things/<int:thing_id>", "2xx"): 2,
         ("GET", UNMATCHED_ROUTE, "4xx"): 1,
     }
+
+
+def _queue_counts(mw: ScalewiseMiddleware, header_on: list[bool]) -> list[int]:
+    """Queue-time samples recorded after each request; ``header_on[i]``: request i carries
+    a fresh ``X-Request-Start``."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw.app = app
+
+    async def send(message: Any) -> None:
+        return None
+
+    async def go() -> list[int]:
+        seen = []
+        for on in header_on:
+            stamp = f"t={int(time.time() * 1e6)}".encode()
+            headers = [(b"host", b"x"), (b"x-request-start", stamp)] if on else [(b"host", b"x")]
+            scope = {"type": "http", "method": "GET", "path": "/q", "headers": headers}
+            await mw(scope, None, send)  # type: ignore[arg-type]
+            seen.append(mw.recorder.table.queue_time.count)
+        return seen
+
+    return asyncio.run(go())
+
+
+def test_queue_header_scans_back_off_only_after_a_long_run_of_misses() -> None:
+    mw = ScalewiseMiddleware(lambda *a: None, options=OPTIONS)
+    misses = QUEUE_MISSES_BEFORE_PROBING
+    # No router header for a long run: from then on one request in QUEUE_PROBE_EVERY is
+    # scanned, so a header that appears is found by the next probe, not on every request.
+    seen = _queue_counts(mw, [False] * misses + [True] * (2 * QUEUE_PROBE_EVERY))
+    assert seen[misses - 1] == 0
+    probed = seen[misses:]
+    assert probed[QUEUE_PROBE_EVERY - 2] == 0  # not scanned while backed off
+    assert probed[QUEUE_PROBE_EVERY - 1] == 1  # the probe found it ...
+    assert probed[-1] == 1 + QUEUE_PROBE_EVERY  # ... and every request is scanned again
+
+
+def test_traffic_with_the_header_now_and_then_is_always_scanned() -> None:
+    mw = ScalewiseMiddleware(lambda *a: None, options=OPTIONS)
+    pattern = ([False] * (QUEUE_MISSES_BEFORE_PROBING - 1) + [True]) * 3
+    assert _queue_counts(mw, pattern)[-1] == 3
+
+
+def test_queue_time_header_off_never_scans() -> None:
+    mw = ScalewiseMiddleware(
+        lambda *a: None, options=MetricsOptions(multiprocess_dir=None, queue_time_header=False)
+    )
+    assert _queue_counts(mw, [True] * 5)[-1] == 0

@@ -130,8 +130,11 @@ _SERIES = re.compile(r"^scalewise_http_requests_total\{.*\} (\S+)$", re.MULTILIN
 def _server(args: argparse.Namespace) -> dict[str, Any]:
     loop, http = c.server_flavour()
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in VARIANTS}
-    for _ in range(args.server_rounds):
-        for name in VARIANTS:
+    names = list(VARIANTS)
+    for round_ in range(args.server_rounds):
+        # Rotate the order each round, as part (a) does, so no variant always runs first.
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             with c.uvicorn_server(name, args.server_cpu, ITEM_PATH) as (base, pid):
                 url = base + ITEM_PATH
                 warm = c.wrk(url, args.wrk_cpu, args.threads, args.connections, args.warm)
@@ -160,6 +163,11 @@ def _server(args: argparse.Namespace) -> dict[str, Any]:
     for entry in variants.values():
         bare = variants[entry["base"]]
         entry["kept"] = c.ratio(entry["rps"], bare["rps"])
+        # The same ratio taken round by round (variant and its bare app minutes apart, not
+        # rounds apart), then the median: less exposed to the VM's slow drifts.
+        entry["kept_paired"] = c.median(
+            [r["rps"] / b["rps"] for r, b in zip(entry["runs"], bare["runs"], strict=True)]
+        )
         entry["kept_cpu"] = c.ratio(bare["server_cpu_us"], entry["server_cpu_us"])
         entry["added_cpu_us"] = entry["server_cpu_us"] - bare["server_cpu_us"]
     command = runs[SCALEWISE][0]["command"]
@@ -206,6 +214,14 @@ def _bars(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "bar": f"scalewise keeps >= {BARS['kept']:.0%} of bare throughput",
                 "value": round(entry["kept"], 3),
                 "met": entry["kept"] >= BARS["kept"],
+            }
+        )
+        bars.append(
+            {
+                "bar": f"scalewise keeps >= {BARS['kept']:.0%} of bare throughput "
+                "(median of per-round ratios)",
+                "value": round(entry["kept_paired"], 3),
+                "met": entry["kept_paired"] >= BARS["kept"],
             }
         )
         bars.append(

@@ -4,12 +4,12 @@ It owns one worker's figures: cumulative Prometheus series, the rolling windows,
 gauge, worker busy time and process gauges. It is framework-agnostic (the middleware resolves
 route templates) and does no I/O.
 
-The request path is kept to a few attribute updates and one ``list.append``: finished
-requests wait in a small buffer and are folded into series and histograms in batches — when
-the buffer fills, when an interval boundary passes (before the event that crossed it, so
-every request lands in its own interval and busy time and peaks stay exact), and before any
-read. A fold groups the batch by label set, so label lookups are paid once per group. Reads
-go through ``table`` and ``windows``, which flush first.
+The request path is kept to a few attribute updates, one dict lookup and one ``list.append``:
+finished requests wait in a small buffer, keyed by label set so label lookups are paid once
+per label set and batch, and are folded into series and histograms in batches: when the
+buffer fills, when an interval boundary passes (before the event that crossed it, so every
+request lands in its own interval and busy time and peaks stay exact), and before any read.
+Reads go through ``table`` and ``windows``, which flush first.
 """
 
 from __future__ import annotations

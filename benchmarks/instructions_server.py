@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import _common as c
 from instructions import BASE, CHILD_ENV, VARIANTS
 
 #: Both counts pass 1,000 requests, after which scalewise probes one request in 64 for
@@ -75,15 +76,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[str], deadline: float) -> 
     raise RuntimeError("server did not listen within the deadline")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def instructions(variant: str, requests: int) -> int:
     """Instructions the server process ran to start, serve ``requests`` and stop."""
-    port = _free_port()
+    port = c.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cg.out"
         proc = subprocess.Popen(

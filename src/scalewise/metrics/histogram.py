@@ -30,7 +30,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from scalewise.errors import HistogramError
 
@@ -140,7 +140,7 @@ class _PyCore:
             self.min = low
 
 
-def _load_core() -> tuple[type[_PyCore], str]:
+def _load_core() -> tuple[type, str]:
     """The C core when it was built (and not switched off), else the Python one."""
     if os.environ.get("SCALEWISE_PURE_PYTHON", "") not in ("", "0"):
         return _PyCore, "python"
@@ -153,7 +153,8 @@ def _load_core() -> tuple[type[_PyCore], str]:
 
 
 if TYPE_CHECKING:  # the C core has the same fields and methods
-    _Core, CORE = _PyCore, "python"
+    _Core: TypeAlias = _PyCore
+    CORE = "python"
 else:
     _Core, CORE = _load_core()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final, TypeGuard
+from typing import Final, TypedDict, TypeGuard
 
 from scalewise.errors import ConfigError
 
@@ -113,6 +113,30 @@ class MetricsOptions:
             raise ConfigError("MetricsOptions", "multiprocess_dir", expected, self.multiprocess_dir)
         if not isinstance(self.paths, EndpointPaths):
             raise ConfigError("MetricsOptions", "paths", "an EndpointPaths", self.paths)
+
+
+class MetricsOverrides(TypedDict, total=False):
+    """The middleware's keyword options: the fields of :class:`MetricsOptions`, typed, so a
+    type checker catches a misspelt or mistyped one (``ScalewiseMiddleware(app, intervall=5)``)
+    and ``app.add_middleware(ScalewiseMiddleware, ...)`` type-checks under Starlette's
+    ParamSpec signature, which a bare ``**kwargs: Any`` does not satisfy under mypy.
+    A test keeps the keys equal to MetricsOptions' fields."""
+
+    interval: float
+    history: float
+    max_routes: int
+    max_series: int
+    buckets: tuple[float, ...] | list[float]
+    queue_buckets: tuple[float, ...] | list[float]
+    top_routes: int
+    queue_time_header: bool
+    response_time_header: bool
+    server_timing_header: bool
+    exclude: tuple[str, ...] | list[str]
+    multiprocess_dir: str | None
+    flush_interval: float
+    loop_lag_interval: float
+    paths: EndpointPaths
 
 
 def _is_number(value: object) -> TypeGuard[float]:

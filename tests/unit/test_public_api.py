@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,18 @@ def test_importing_scalewise_does_not_load_the_guards() -> None:
 def test_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchThing"):
         scalewise.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+
+
+def test_keyword_overrides_are_typed_as_exactly_the_option_fields() -> None:
+    """``MetricsOverrides`` types the middleware's ``**overrides``; it must not drift from
+    ``MetricsOptions``, or a valid option would be a type error (or a dead one allowed)."""
+    from dataclasses import fields
+    from typing import get_type_hints
+
+    from scalewise.options import MetricsOptions, MetricsOverrides
+
+    assert set(get_type_hints(MetricsOverrides)) == {f.name for f in fields(MetricsOptions)}
+
+
+def test_the_package_ships_its_typing_marker() -> None:
+    assert (Path(scalewise.__file__).parent / "py.typed").is_file()

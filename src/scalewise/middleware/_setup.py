@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from typing import Any
 
@@ -11,7 +12,10 @@ from scalewise.options import MetricsOptions
 
 
 def build_monitor(
-    owner: str, options: MetricsOptions | None, monitor: Monitor | None, overrides: dict[str, Any]
+    owner: str,
+    options: MetricsOptions | None,
+    monitor: Monitor | None,
+    overrides: Mapping[str, Any],
 ) -> Monitor:
     """The monitor to use: the one given, or a new one from options.
 
@@ -47,7 +51,7 @@ def attach_from_config(monitor: Monitor, cfg: Any) -> None:
 
 
 def with_overrides(
-    owner: str, options: MetricsOptions, overrides: dict[str, Any]
+    owner: str, options: MetricsOptions, overrides: Mapping[str, Any]
 ) -> MetricsOptions:
     """``options`` with keyword overrides applied; an unknown name is a ConfigError."""
     if not overrides:

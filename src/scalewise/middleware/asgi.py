@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Unpack
 
 from scalewise.metrics.monitor import Monitor
 from scalewise.metrics.recorder import SCOPE_KEY, UNMATCHED_ROUTE
@@ -28,7 +28,7 @@ from scalewise.middleware.routes import (
     normalize_path,
     resolver_for,
 )
-from scalewise.options import MetricsOptions
+from scalewise.options import MetricsOptions, MetricsOverrides
 from scalewise.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -54,7 +54,7 @@ class ScalewiseMiddleware:
         options: MetricsOptions | None = None,
         monitor: Monitor | None = None,
         route_resolver: RouteResolver | None = None,
-        **overrides: Any,
+        **overrides: Unpack[MetricsOverrides],
     ) -> None:
         self.app = app
         self.monitor = monitor = build_monitor("ScalewiseMiddleware", options, monitor, overrides)

@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Unpack
 
 from scalewise.metrics.monitor import Monitor
 from scalewise.metrics.recorder import UNMATCHED_ROUTE
@@ -22,7 +22,7 @@ from scalewise.middleware import endpoints
 from scalewise.middleware._queue import parse_request_start
 from scalewise.middleware._setup import build_monitor
 from scalewise.middleware.routes import RouteResolver, normalize_path, resolver_for
-from scalewise.options import MetricsOptions
+from scalewise.options import MetricsOptions, MetricsOverrides
 from scalewise.types import Environ, StartResponse, WSGIApp
 
 Write = Callable[[bytes], object]
@@ -53,7 +53,7 @@ class ScalewiseWSGIMiddleware:
         options: MetricsOptions | None = None,
         monitor: Monitor | None = None,
         route_resolver: RouteResolver | None = None,
-        **overrides: Any,
+        **overrides: Unpack[MetricsOverrides],
     ) -> None:
         self.app = app
         monitor = build_monitor("ScalewiseWSGIMiddleware", options, monitor, overrides)

@@ -59,6 +59,10 @@ static int
 bump(PyObject *counts, Py_ssize_t index)
 {
     PyObject *old = PyList_GET_ITEM(counts, index);
+    if (!PyLong_CheckExact(old)) {  /* no __index__ call: no Python code runs mid-update */
+        PyErr_SetString(PyExc_TypeError, "histogram bucket counts must be ints");
+        return -1;
+    }
     long long current = PyLong_AsLongLong(old);
     if (current == -1 && PyErr_Occurred()) {
         return -1;
@@ -158,30 +162,31 @@ Core_record(Core *self, PyObject *arg)
 static PyObject *
 Core_record_all(Core *self, PyObject *arg)
 {
-    if (check_live(self) < 0) {
-        return NULL;
-    }
     /* A tuple (the same one if given one): a value's __float__ cannot resize it under us. */
     PyObject *seq = PySequence_Tuple(arg);
     if (seq == NULL) {
         return NULL;
     }
     Py_ssize_t n = PyTuple_GET_SIZE(seq);
-    PyObject **items = &PyTuple_GET_ITEM(seq, 0);
-    /* Check every value before recording any, so bad input changes nothing. */
+    double *values = PyMem_New(double, n > 0 ? n : 1);
+    if (values == NULL) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    /* Convert and check every value before recording any, so bad input changes nothing.
+     * Conversion may run Python code (__float__); nothing after it does. */
     double low = Py_HUGE_VAL, high = 0.0, total = 0.0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        double v = PyFloat_AsDouble(items[i]);
+        double v = PyFloat_AsDouble(PyTuple_GET_ITEM(seq, i));
         if (v == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            return NULL;
+            goto fail;
         }
         if (!(v >= 0.0)) {
             PyErr_Format(PyExc_ValueError, "latencies must be numbers >= 0, got %R among them",
-                         items[i]);
-            Py_DECREF(seq);
-            return NULL;
+                         PyTuple_GET_ITEM(seq, i));
+            goto fail;
         }
+        values[i] = v;
         total += v;
         if (v > high) {
             high = v;
@@ -190,14 +195,15 @@ Core_record_all(Core *self, PyObject *arg)
             low = v;
         }
     }
+    if (check_live(self) < 0) {
+        goto fail;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = items[i];
-        double v = PyFloat_CheckExact(item) ? PyFloat_AS_DOUBLE(item) : PyFloat_AsDouble(item);
-        if (bump(self->counts, bucket_of(v)) < 0) {  /* a count past 2**63: nothing sane */
-            Py_DECREF(seq);
-            return NULL;
+        if (bump(self->counts, bucket_of(values[i])) < 0) {  /* a foreign count object */
+            goto fail;
         }
     }
+    PyMem_Free(values);
     Py_DECREF(seq);
     if (n) {
         self->count += n;
@@ -210,6 +216,11 @@ Core_record_all(Core *self, PyObject *arg)
         }
     }
     Py_RETURN_NONE;
+
+fail:
+    PyMem_Free(values);
+    Py_DECREF(seq);
+    return NULL;
 }
 
 static PyMethodDef Core_methods[] = {

@@ -151,3 +151,22 @@ def test_the_histogram_tests_pass_on_the_pure_python_fallback() -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_c_core_survives_python_code_that_changes_it_mid_call(c_core: type) -> None:
+    """A value's ``__float__`` runs Python code inside record_all; it must not crash C."""
+    core = c_core()
+
+    class Sneaky:
+        def __float__(self) -> float:
+            core._counts = []  # a frozen-looking span
+            return 0.1
+
+    with pytest.raises(TypeError, match="cannot record"):
+        core.record_all([0.2, Sneaky()])
+    assert core.count == 0
+    core._counts = [0] * BUCKETS
+    core._counts[histogram.bucket_index(0.5)] = "x"  # a foreign count object
+    with pytest.raises(TypeError, match="must be ints"):
+        core.record(0.5)
+    assert core.count == 0

@@ -4,7 +4,7 @@ Wall-clock and CPU-time figures on a shared virtual machine move by ±5 µs betw
 number of instructions a call executes does not. This script runs each variant of
 ``_apps.py`` under ``valgrind --tool=callgrind`` twice (N and N + 2 000 calls), so start-up
 cancels out, and prints instructions per call, the instructions each middleware adds, and
-the ratios. Needs valgrind (Debian package). ~2 minutes.
+the ratios. Needs valgrind (Debian package). ~10 minutes.
 
 Run: ``PYTHONPATH=src python benchmarks/instructions.py [--json]``
 """

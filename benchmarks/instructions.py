@@ -96,30 +96,38 @@ def _quiet_background(app: object) -> None:
         inner.monitor.ensure_task = lambda: None  # type: ignore[method-assign]
 
 
+def callgrind_argv(out: Path, script: str, *child_args: str) -> list[str]:
+    """``script --child ...`` under callgrind, its count written to ``out``."""
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        script,
+        "--child",
+        *child_args,
+    ]
+
+
+def collected(stderr: str) -> int:
+    """The instruction count callgrind reports when its process ends."""
+    match = re.search(r"Collected : (\d+)", stderr)
+    if match is None:
+        raise RuntimeError(stderr[-2000:])
+    return int(match.group(1))
+
+
 def instructions(variant: str, calls: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
         run = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                variant,
-                str(calls),
-            ],
+            callgrind_argv(Path(tmp) / "cg.out", __file__, variant, str(calls)),
             capture_output=True,
             text=True,
             timeout=600,
             check=True,
             env={**os.environ, **CHILD_ENV},
         )
-    match = re.search(r"Collected : (\d+)", run.stderr)
-    if match is None:
-        raise RuntimeError(run.stderr[-2000:])
-    return int(match.group(1))
+    return collected(run.stderr)
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -34,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import _common as c
-from instructions import BASE, CHILD_ENV, VARIANTS
+from instructions import BASE, CHILD_ENV, VARIANTS, callgrind_argv, collected
 
 #: Both counts pass 1,000 requests, after which scalewise probes one request in 64 for
 #: X-Request-Start when none has carried it (its steady state without a router header).
@@ -80,18 +79,8 @@ def instructions(variant: str, requests: int) -> int:
     """Instructions the server process ran to start, serve ``requests`` and stop."""
     port = c.free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cg.out"
         proc = subprocess.Popen(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--child",
-                variant,
-                str(port),
-            ],
+            callgrind_argv(Path(tmp) / "cg.out", __file__, variant, str(port)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -113,10 +102,7 @@ def instructions(variant: str, requests: int) -> int:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    match = re.search(r"Collected : (\d+)", err)
-    if match is None:
-        raise RuntimeError(err[-2000:])
-    return int(match.group(1))
+    return collected(err)
 
 
 def per_request(variant: str) -> float:
